@@ -1,0 +1,6 @@
+from services.ingest.app import create_app
+from services.ingest.config import IngestSettings
+from shared.http import serve
+
+settings = IngestSettings()
+serve(create_app(settings), settings.http_host, settings.ingest_http_port)

@@ -1,0 +1,50 @@
+"""Ingest's subscriber: drafts from `newsroom.drafts` become article events (see `ingestor.py`)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiokafka import ConsumerRecord
+
+from services.ingest.config import IngestSettings
+from services.ingest.ingestor import Ingestor
+from services.ingest.intake import decode_draft
+from shared import topics
+from shared.kafka import BatchRunner, Outbox, record_headers, subscribe, topic_name
+
+SERVICE = "ingest"
+
+
+def journey_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    """Receipt and trace ids follow the story to its page; drafts posted straight to Kafka get them here."""
+    incoming = record_headers(record)
+    receipt = incoming.get("receipt") or f"k-{record.partition}-{record.offset}"
+    received_at = incoming.get("received-at") or f"{record.timestamp / 1000 if record.timestamp else time.time():.6f}"
+    return {
+        "receipt": receipt,
+        "trace-id": incoming.get("trace-id") or uuid.uuid4().hex,
+        "received-at": received_at,
+        "draft-partition": str(record.partition),
+        "draft-offset": str(record.offset),
+    }
+
+
+def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner) -> None:
+    log = structlog.get_logger(__name__)
+
+    async def on_draft(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
+        headers = journey_headers(record)
+        with structlog.contextvars.bound_contextvars(receipt=headers["receipt"], trace_id=headers["trace-id"]):
+            draft = decode_draft(record.value, key=record.key, max_bytes=settings.max_draft_bytes)
+            with structlog.contextvars.bound_contextvars(guid=draft.guid):
+                outcome = await ingestor.ingest(draft, record.value, headers, outbox)
+                log.info("draft ingested", version=draft.version, pubstatus=draft.pubstatus, outcome=outcome)
+                return outcome
+
+    subscribe(
+        runner, topic_name(settings, topics.DRAFTS), on_draft, member="drafts",
+        description="ninjs drafts from newsroom systems, validated, sanitized and turned into article events.",
+    )

@@ -1,0 +1,199 @@
+"""The ingest decision for one validated draft: which event, if any, it becomes.
+
+Reads like the flow: fence by version → lifecycle (kill, hold, embargo, publish) → URL → event → remember.
+What is remembered is written only after the event is acknowledged by Kafka (`Outbox.then`), so a crash in
+between re-delivers the draft instead of losing its event.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from faststream.kafka.publisher.usecase import DefaultPublisher
+
+from services.ingest.domain import (
+    UnpublishableDraft,
+    article_path,
+    base_slug,
+    build_article,
+    event_version,
+    section_of,
+    slugify,
+)
+from services.ingest.state import IngestStore, StoryState
+from shared.contracts import ArticleKilled, ArticlePublished, ArticleWithdrawn, NinjsDraft
+from shared.kafka import Outbox, Reject
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+MAX_SLUG_SUFFIX = 1000
+
+
+class Ingestor:
+    def __init__(self, store: IngestStore, articles: DefaultPublisher | str) -> None:
+        self.store = store
+        self.articles = articles
+
+    async def _state(self, guid: str, outbox: Outbox) -> StoryState | None:
+        """The state as this batch left it (drafts of one guid may follow each other in one batch)."""
+        pending: dict[str, StoryState] = outbox.scratch.setdefault("ingest_state", {})
+        if guid in pending:
+            return pending[guid]
+        return await self.store.load(guid)
+
+    def _remember(self, state: StoryState, outbox: Outbox) -> None:
+        outbox.scratch.setdefault("ingest_state", {})[state.guid] = state
+
+        async def save() -> None:
+            await self.store.save(state)
+
+        outbox.then(save)
+
+    async def ingest(
+        self,
+        draft: NinjsDraft,
+        raw: bytes,
+        headers: dict[str, str],
+        outbox: Outbox,
+        *,
+        now: datetime | None = None,
+        releasing: bool = False,
+    ) -> str:
+        now = now or datetime.now(UTC)
+        version = event_version(draft)
+        state = await self._state(draft.guid, outbox)
+        if state is not None and state.status == "killed":
+            log.info("draft for a killed story ignored", version=version, killed_at=state.version)
+            return "killed"
+        if state is not None and not (releasing and version == state.version and state.status == "embargoed"):
+            if version == state.version:
+                log.info("duplicate draft ignored", version=version)
+                return "duplicate"
+            if version < state.version:
+                log.info("stale draft ignored", version=version, current=state.version)
+                return "stale"
+        state = state or StoryState(guid=draft.guid)
+
+        if draft.pubstatus == "canceled":
+            await self.store.drop_hold(draft.guid)
+            await outbox.send(
+                self.articles,
+                draft.guid,
+                ArticleKilled(guid=draft.guid, version=version, url_path=state.url_path or None),
+                headers,
+            )
+            self._remember(_with(state, version=version, status="killed"), outbox)
+            return "killed_now"
+
+        if draft.pubstatus == "withheld":
+            await self.store.drop_hold(draft.guid)
+            await outbox.send(
+                self.articles,
+                draft.guid,
+                ArticleWithdrawn(guid=draft.guid, version=version, url_path=state.url_path or None, reason="withheld"),
+                headers,
+            )
+            self._remember(_with(state, version=version, status="withheld"), outbox)
+            return "withheld"
+
+        if draft.embargoed is not None and draft.embargoed > now and not releasing:
+            await self.store.hold(draft.guid, version, draft.embargoed.timestamp(), raw, headers)
+            await outbox.send(
+                self.articles,
+                draft.guid,
+                ArticleWithdrawn(guid=draft.guid, version=version, url_path=state.url_path or None, reason="embargoed"),
+                headers,
+            )
+            self._remember(_with(state, version=version, status="embargoed"), outbox)
+            log.info("draft held until its embargo", embargoed=draft.embargoed.isoformat())
+            return "embargoed"
+
+        if not releasing:
+            await self.store.drop_hold(draft.guid)
+        article = await self._publishable(draft, state)
+        await outbox.send(self.articles, draft.guid, article, headers)
+        self._remember(
+            _with(
+                state,
+                version=version,
+                status="published",
+                slug=article.slug,
+                slug_source=slugify(draft.slugline) if draft.slugline else state.slug_source,
+                url_path=article.url_path,
+                previous_paths=article.previous_paths,
+                date_published=article.date_published.isoformat(),
+                story_root=article.story_root,
+            ),
+            outbox,
+        )
+        return "published"
+
+    async def _publishable(self, draft: NinjsDraft, state: StoryState) -> ArticlePublished:
+        try:
+            if state.url_path:
+                return await self._update(draft, state)
+            return await self._first_publication(draft)
+        except UnpublishableDraft as exc:
+            raise Reject("unpublishable", str(exc)) from exc
+
+    async def _update(self, draft: NinjsDraft, state: StoryState) -> ArticlePublished:
+        """Same URL and first-publication date; a changed slugline moves the URL and leaves a 301 behind."""
+        published = datetime.fromisoformat(state.date_published)
+        slug, url_path, previous = state.slug, state.url_path, list(state.previous_paths)
+        if draft.slugline and slugify(draft.slugline) != state.slug_source:
+            wanted = slugify(draft.slugline)
+            new_slug, new_path = await self._claim(section_of(draft).code, published, wanted, draft.guid)
+            if new_path != url_path:
+                previous = [p for p in [*previous, url_path] if p != new_path]
+                slug, url_path = new_slug, new_path
+        return build_article(
+            draft,
+            slug=slug,
+            url_path=url_path,
+            previous_paths=previous,
+            story_root=state.story_root or draft.guid,
+            date_published=published,
+        )
+
+    async def _first_publication(self, draft: NinjsDraft) -> ArticlePublished:
+        if draft.evolvedfrom:
+            origin = await self.store.load(draft.evolvedfrom)
+            if origin is not None and origin.url_path and origin.status != "killed":
+                await self.store.hand_over_path(origin.url_path, draft.guid)
+                return build_article(
+                    draft,
+                    slug=origin.slug,
+                    url_path=origin.url_path,
+                    previous_paths=origin.previous_paths,
+                    story_root=origin.story_root or origin.guid,
+                    date_published=datetime.fromisoformat(origin.date_published),
+                )
+        published = draft.firstpublished or draft.firstcreated or draft.versioncreated or datetime.now(UTC)
+        slug, url_path = await self._claim(section_of(draft).code, published, base_slug(draft), draft.guid)
+        return build_article(
+            draft,
+            slug=slug,
+            url_path=url_path,
+            previous_paths=[],
+            story_root=draft.guid,
+            date_published=published,
+        )
+
+    async def _claim(self, section: str, published: datetime, wanted: str, guid: str) -> tuple[str, str]:
+        """A URL no other guid holds: the slug, else the slug with -2, -3, …"""
+        for n in range(1, MAX_SLUG_SUFFIX):
+            slug = wanted if n == 1 else f"{wanted}-{n}"
+            path = article_path(section, published, slug)
+            if await self.store.claim_path(path, guid):
+                return slug, path
+        raise Reject("slug_exhausted", f"no free URL for slug {wanted!r}")
+
+
+def _with(state: StoryState, **changes: object) -> StoryState:
+    fields = {**state.__dict__, **changes}
+    return StoryState(**fields)
+
+
+def received_now() -> str:
+    return f"{time.time():.6f}"

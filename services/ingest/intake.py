@@ -1,0 +1,88 @@
+"""From raw bytes to a validated `NinjsDraft`, or a stable reason code saying why not.
+
+The same checks guard the Kafka topic (a rejected record is dead-lettered) and the HTTP gateway (422), so a
+newsroom gets the same answer whichever way it posts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.contracts import NinjsDraft
+from shared.kafka import Reject
+
+MAX_NESTING = 64
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth, stopping at `limit` (pathologically nested JSON is refused before validation)."""
+    depth, frontier = 0, [value]
+    while frontier and depth <= limit:
+        nxt: list[Any] = []
+        for item in frontier:
+            if isinstance(item, dict):
+                nxt.extend(item.values())
+            elif isinstance(item, list):
+                nxt.extend(item)
+        frontier = nxt
+        depth += 1
+    return depth
+
+
+def reason_for(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """The first error decides the code; the full list travels with the dead letter or the 422."""
+    first = errors[0] if errors else {}
+    loc = tuple(str(part) for part in first.get("loc", ()))
+    field = loc[0] if loc else ""
+    message = str(first.get("msg", "invalid draft"))
+    if field in ("guid", "uri"):
+        return "missing_guid" if first.get("type") == "missing" else "invalid_guid", message
+    if field == "version":
+        return "invalid_version", message
+    if field == "type":
+        return "unsupported_type", "only items of type 'text' are published"
+    if field == "pubstatus":
+        return "invalid_pubstatus", message
+    if field in ("firstcreated", "versioncreated", "firstpublished", "embargoed"):
+        return "invalid_date", message
+    if "usable draft needs" in message:
+        return "incomplete_draft", message.removeprefix("Value error, ")
+    if "version or versioncreated" in message:
+        return "missing_version", message.removeprefix("Value error, ")
+    return "invalid_draft", message
+
+
+def decode_draft(raw: bytes | None, *, key: bytes | None, max_bytes: int, require_key: bool = True) -> NinjsDraft:
+    if raw is None or not raw:
+        raise Reject("empty", "the record has no value")
+    if len(raw) > max_bytes:
+        raise Reject("too_large", f"draft of {len(raw)} bytes is over the {max_bytes}-byte limit")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Reject("invalid_utf8", f"not valid UTF-8 at byte {exc.start}") from exc
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise Reject("not_json", f"not JSON: {exc}"[:300]) from exc
+    if not isinstance(data, dict):
+        raise Reject("not_object", "a draft is a JSON object")
+    if _depth(data, MAX_NESTING) > MAX_NESTING:
+        raise Reject("too_deep", f"JSON nested deeper than {MAX_NESTING} levels")
+    try:
+        draft = NinjsDraft.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        code, message = reason_for(errors)
+        raise Reject(code, message, [{k: v for k, v in e.items() if k != "ctx"} for e in errors]) from exc
+    if "\x00" in draft.guid:
+        raise Reject("invalid_guid", "guid contains a NUL character")
+    if key is None and require_key:
+        raise Reject("missing_key", "the record has no key; key every draft by its guid")
+    if key is not None and key != draft.guid.encode():
+        raise Reject("key_mismatch", "the record key differs from the draft's guid")
+    return draft

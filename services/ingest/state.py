@@ -1,0 +1,158 @@
+"""What ingest remembers per story, in Redis: the last version emitted, its URL and whether it was killed.
+
+This is derived state: every field can be rebuilt from the articles topic (see `rebuild.py`). Writes are
+fenced by version in a script, so two replicas, or a replay, can only move a story forward.
+
+Keys (namespace `bs`): `bs:ingest:{guid}` hash; `bs:ingest:path:{path}` → guid (URL uniqueness);
+`bs:ingest:embargo` sorted set of held guids by release instant, `bs:ingest:held:{guid}` the held draft.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from shared.redis import get_bytes, hgetall, tagged
+
+SAVE_STATE = """
+-- KEYS: story   ARGV: version, json fields...
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+if redis.call('HGET', KEYS[1], 'status') == 'killed' then return 0 end
+if tonumber(ARGV[1]) < current then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], unpack(ARGV, 2))
+return 1
+"""
+
+CLAIM_RELEASE = """
+-- KEYS: embargo zset   ARGV: now, lease_until, limit
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, guid in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], guid) end
+return due
+"""
+
+FINISH_RELEASE = """
+-- KEYS: embargo zset, held hash   ARGV: guid, version
+local held_version = redis.call('HGET', KEYS[2], 'version')
+if held_version == ARGV[2] then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass
+class StoryState:
+    guid: str
+    version: int = -1
+    status: str = ""  # published | withheld | embargoed | killed
+    slug: str = ""
+    slug_source: str = ""
+    url_path: str = ""
+    previous_paths: list[str] = field(default_factory=list)
+    date_published: str = ""
+    story_root: str = ""
+
+    def to_fields(self) -> list[Any]:
+        data = asdict(self)
+        data["previous_paths"] = json.dumps(self.previous_paths)
+        data.pop("guid")
+        version = data.pop("version")
+        flat: list[Any] = [version]
+        for key, value in data.items():
+            flat.extend([key, value])
+        return flat
+
+    @classmethod
+    def from_fields(cls, guid: str, raw: dict[bytes, bytes]) -> StoryState | None:
+        if not raw:
+            return None
+        f = {k.decode(): v.decode() for k, v in raw.items()}
+        return cls(
+            guid=guid,
+            version=int(f.get("version", -1)),
+            status=f.get("status", ""),
+            slug=f.get("slug", ""),
+            slug_source=f.get("slug_source", ""),
+            url_path=f.get("url_path", ""),
+            previous_paths=json.loads(f.get("previous_paths") or "[]"),
+            date_published=f.get("date_published", ""),
+            story_root=f.get("story_root", ""),
+        )
+
+
+class IngestStore:
+    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+        self.redis = client
+        self.ns = namespace
+        self._save = client.register_script(SAVE_STATE)
+        self._claim = client.register_script(CLAIM_RELEASE)
+        self._finish = client.register_script(FINISH_RELEASE)
+
+    def story_key(self, guid: str) -> str:
+        return tagged(self.ns, "ingest", guid)
+
+    def path_key(self, path: str) -> str:
+        return f"{self.ns}:ingest:path:{{{path}}}"
+
+    @property
+    def embargo_key(self) -> str:
+        return f"{self.ns}:ingest:{{embargo}}"
+
+    def held_key(self, guid: str) -> str:
+        # Same hash tag as the schedule, so one script can finish a release atomically.
+        return f"{self.ns}:ingest:{{embargo}}:held:{guid}"
+
+    async def load(self, guid: str) -> StoryState | None:
+        raw = await hgetall(self.redis, self.story_key(guid))
+        return StoryState.from_fields(guid, raw)
+
+    async def save(self, state: StoryState) -> bool:
+        return bool(await self._save(keys=[self.story_key(state.guid)], args=state.to_fields()))
+
+    async def claim_path(self, path: str, guid: str) -> bool:
+        """First guid to claim a URL keeps it; the same guid may claim it again (idempotent)."""
+        key = self.path_key(path)
+        if await self.redis.set(key, guid, nx=True):
+            return True
+        owner = await get_bytes(self.redis, key)
+        return owner is not None and owner.decode() == guid
+
+    async def hand_over_path(self, path: str, guid: str) -> None:
+        """`evolvedfrom`: the rewrite takes over the URL of the story it rewrites."""
+        await self.redis.set(self.path_key(path), guid)
+
+    # embargo
+    async def hold(self, guid: str, version: int, release_at: float, raw: bytes, headers: dict[str, str]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self.held_key(guid),
+                mapping={"version": str(version), "draft": raw, "headers": json.dumps(headers)},
+            )
+            pipe.zadd(self.embargo_key, {guid: release_at})
+            await pipe.execute()
+
+    async def claim_due(self, now: float, lease_seconds: float, limit: int = 50) -> list[str]:
+        due = await self._claim(keys=[self.embargo_key], args=[now, now + lease_seconds, limit])
+        return [g.decode() for g in due]
+
+    async def held(self, guid: str) -> tuple[int, bytes, dict[str, str]] | None:
+        raw = await hgetall(self.redis, self.held_key(guid))
+        if not raw:
+            return None
+        return int(raw[b"version"]), raw[b"draft"], json.loads(raw.get(b"headers", b"{}"))
+
+    async def finish_release(self, guid: str, version: int) -> bool:
+        keys = [self.embargo_key, self.held_key(guid)]
+        return bool(await self._finish(keys=keys, args=[guid, str(version)]))
+
+    async def drop_hold(self, guid: str) -> None:
+        """A newer version that is not embargoed supersedes a pending release."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.embargo_key, guid)
+            pipe.delete(self.held_key(guid))
+            await pipe.execute()

@@ -1,0 +1,24 @@
+"""Publisher settings (environment variables, see the README's configuration table)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+
+from shared.settings import ServiceSettings, refuse_default_secret
+
+
+class PublisherSettings(ServiceSettings):
+    http_host: str = "127.0.0.1"
+    publisher_http_port: int = 8080
+    site_name: str = "Broadsheet"
+    site_base_url: str = "http://127.0.0.1:8080"
+    site_tagline: str = "News as it happens, corrected when it changes."
+    page_size: int = Field(default=20, ge=1, le=200)
+    comment_form_secret: SecretStr = SecretStr("change-me-comment-form-secret")
+    cache_max_pages: int = Field(default=50_000, description="pages kept in process memory, invalidated by Redis")
+    max_form_bytes: int = 64 * 1024
+
+    @model_validator(mode="after")
+    def _no_default_secrets(self) -> PublisherSettings:
+        refuse_default_secret("COMMENT_FORM_SECRET", self.comment_form_secret, self.environment)
+        return self

@@ -1,0 +1,185 @@
+"""The publisher's Redis view: article state fenced by version, and finished pages fenced by a render stamp.
+
+Two kinds of keys (all under the namespace, e.g. `bs`):
+- per article, hash-tagged by guid so one script can touch them together:
+  `bs:pub:{guid}:meta` (hash: version, status, url_path, stamp, related_offset),
+  `bs:pub:{guid}:article` (the ArticlePublished JSON), `bs:pub:{guid}:related` (links JSON),
+  `bs:pub:{guid}:comments` (hash: comment id → CommentDecided JSON, fenced by the decision's revision),
+  `bs:pub:{guid}:summary` (what lists, feeds and Check Also show of it).
+- per public URL: `bs:page:{path}` (hash: body, gz, etag, lm, ct, status, loc, owner, stamp), one key per
+  page so readers fetch a page with one HGETALL and never see a half-written one (the hash is replaced in a
+  single script).
+
+Every change to an article bumps its `stamp`; a page is written only if its stamp is newer than the stamp of
+the page already stored, so a consumer that lost its partition in a rebalance cannot overwrite newer work.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from shared.redis import hgetall, tagged
+
+APPLY_ARTICLE = """
+-- KEYS: meta, article   ARGV: version, status, url_path, article_json
+local killed = redis.call('HGET', KEYS[1], 'status')
+if killed == 'killed' then return 0 end
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+if tonumber(ARGV[1]) <= current then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'status', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'url_path', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4]) end
+return redis.call('HINCRBY', KEYS[1], 'stamp', 1)
+"""
+
+APPLY_RELATED = """
+-- KEYS: meta, related   ARGV: source offset, links_json
+local current = tonumber(redis.call('HGET', KEYS[1], 'related_offset') or '-1')
+if tonumber(ARGV[1]) <= current then return 0 end
+redis.call('HSET', KEYS[1], 'related_offset', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return redis.call('HINCRBY', KEYS[1], 'stamp', 1)
+"""
+
+APPLY_COMMENT = """
+-- KEYS: meta, comments, revisions   ARGV: comment id, revision, comment_json, visible_before_or_after ('1' re-render)
+local current = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) <= current then return 0 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+local before = redis.call('HGET', KEYS[2], ARGV[1])
+local was_public = before and string.find(before, '"status":"approved"', 1, true) ~= nil
+local is_public = string.find(ARGV[3], '"status":"approved"', 1, true) ~= nil
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+if was_public or is_public then return redis.call('HINCRBY', KEYS[1], 'stamp', 1) end
+return -1
+"""
+
+WRITE_PAGE = """
+-- KEYS: page   ARGV: owner, stamp, then field/value pairs
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local stamp = tonumber(redis.call('HGET', KEYS[1], 'stamp') or '-1')
+if owner == ARGV[1] and tonumber(ARGV[2]) <= stamp then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'stamp', ARGV[2], unpack(ARGV, 3))
+return 1
+"""
+
+DELETE_PAGE = """
+-- KEYS: page   ARGV: owner, stamp  (only the owner at a newer stamp may delete)
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and owner ~= ARGV[1] then return 0 end
+local stamp = tonumber(redis.call('HGET', KEYS[1], 'stamp') or '-1')
+if tonumber(ARGV[2]) <= stamp then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+def http_date(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(tz=None) if moment.tzinfo is None else moment, usegmt=True)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A finished HTTP answer as stored in Redis. Bodies are precompressed once, at write time."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    last_modified: str = ""
+    location: str = ""
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.blake2b(self.body, digest_size=12).hexdigest() + '"'
+
+    def fields(self) -> dict[str, bytes | str]:
+        return {
+            "status": str(self.status),
+            "body": self.body,
+            "gz": gzip.compress(self.body, compresslevel=9, mtime=0) if len(self.body) > 512 else b"",
+            "etag": self.etag,
+            "lm": self.last_modified,
+            "ct": self.content_type,
+            "loc": self.location,
+        }
+
+
+class PublisherStore:
+    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+        self.redis = client
+        self.ns = namespace
+        self._apply_article = client.register_script(APPLY_ARTICLE)
+        self._apply_related = client.register_script(APPLY_RELATED)
+        self._apply_comment = client.register_script(APPLY_COMMENT)
+        self._write_page = client.register_script(WRITE_PAGE)
+        self._delete_page = client.register_script(DELETE_PAGE)
+
+    # keys
+    def article_key(self, guid: str, part: str) -> str:
+        return tagged(self.ns, "pub", guid, part)
+
+    def page_key(self, path: str) -> str:
+        return f"{self.ns}:page:{{{path}}}"
+
+    # article state
+    async def apply_article(self, guid: str, version: int, status: str, url_path: str, article_json: str) -> int:
+        """Returns the new stamp, or 0 when the event is not newer than what is stored (or the story is dead)."""
+        keys = [self.article_key(guid, "meta"), self.article_key(guid, "article")]
+        return int(await self._apply_article(keys=keys, args=[version, status, url_path, article_json]))
+
+    async def apply_related(self, guid: str, offset: int, links_json: str) -> int:
+        keys = [self.article_key(guid, "meta"), self.article_key(guid, "related")]
+        return int(await self._apply_related(keys=keys, args=[offset, links_json]))
+
+    async def apply_comment(self, guid: str, comment_id: str, revision: int, comment_json: str) -> int:
+        """Returns the new stamp when the page changes (approved or removed), -1 when it does not, 0 if stale."""
+        keys = [
+            self.article_key(guid, "meta"),
+            self.article_key(guid, "comments"),
+            self.article_key(guid, "comment_revisions"),
+        ]
+        return int(await self._apply_comment(keys=keys, args=[comment_id, revision, comment_json]))
+
+    async def meta(self, guid: str) -> dict[str, str]:
+        raw = await hgetall(self.redis, self.article_key(guid, "meta"))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def article_bundle(self, guid: str) -> tuple[dict[str, str], bytes | None, bytes | None, list[bytes]]:
+        """Meta, article JSON, related JSON and comment JSONs, read together (one slot, one round trip)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.article_key(guid, "meta"))
+            pipe.get(self.article_key(guid, "article"))
+            pipe.get(self.article_key(guid, "related"))
+            pipe.hvals(self.article_key(guid, "comments"))
+            meta_raw, article, related, comments = await pipe.execute()
+        meta = {k.decode(): v.decode() for k, v in meta_raw.items()}
+        return meta, article, related, list(comments)
+
+    # pages
+    async def write_page(self, path: str, owner: str, stamp: int, page: Page) -> bool:
+        args: list[Any] = [owner, stamp]
+        for name, value in page.fields().items():
+            args.extend([name, value])
+        return bool(await self._write_page(keys=[self.page_key(path)], args=args))
+
+    async def delete_page(self, path: str, owner: str, stamp: int) -> bool:
+        return bool(await self._delete_page(keys=[self.page_key(path)], args=[owner, stamp]))
+
+    async def read_page(self, path: str) -> dict[bytes, bytes]:
+        return await hgetall(self.redis, self.page_key(path))
+
+    async def read_pages(self, paths: Sequence[str]) -> list[dict[bytes, bytes]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for path in paths:
+                pipe.hgetall(self.page_key(path))
+            results: list[dict[bytes, bytes]] = await pipe.execute()
+        return results

@@ -1,0 +1,147 @@
+"""The input contract: a news item in IPTC ninjs 1.x as newsroom systems (Superdesk) publish it.
+
+Only the fields Broadsheet uses are typed; everything else is accepted and kept (`extra="allow"`), so a draft
+can be re-driven or inspected exactly as it arrived.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PubStatus = Literal["usable", "withheld", "canceled"]
+
+
+def parse_rfc3339(value: object) -> datetime | None:
+    """RFC 3339 demands a full date, a time and an offset; pydantic alone would accept a bare date or epoch."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("date-time must carry a UTC offset (RFC 3339)")
+        return value
+    if not isinstance(value, str):
+        raise ValueError("date-time must be an RFC 3339 string")
+    text = value.strip()
+    if len(text) < 20 or text[10] not in "Tt ":
+        raise ValueError(f"not an RFC 3339 date-time: {value!r}")
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"not an RFC 3339 date-time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise ValueError(f"RFC 3339 date-time without offset: {value!r}")
+    return parsed
+
+
+class NinjsModel(BaseModel):
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+
+class NinjsAuthor(NinjsModel):
+    name: str = ""
+    role: str | None = None
+    biography: str | None = None
+    avatar_url: str | None = None
+
+
+class NinjsCode(NinjsModel):
+    code: str | None = None
+    name: str | None = None
+    scheme: str | None = None
+
+
+class NinjsRendition(NinjsModel):
+    href: str
+    width: int | None = None
+    height: int | None = None
+    mimetype: str | None = None
+
+
+class NinjsAssociation(NinjsModel):
+    type: str | None = None
+    renditions: dict[str, NinjsRendition] = Field(default_factory=dict)
+    description_text: str | None = None
+    body_text: str | None = None
+    headline: str | None = None
+    byline: str | None = None
+
+
+class NinjsDraft(NinjsModel):
+    """A ninjs item. `guid` falls back to `uri`; `version` falls back to `versioncreated` ordering."""
+
+    guid: str = Field(validation_alias=AliasChoices("guid", "uri"), min_length=1, max_length=512)
+    version: int | None = None
+    type: Literal["text"] = "text"
+    pubstatus: PubStatus = "usable"
+    headline: str | None = None
+    slugline: str | None = None
+    body_html: str | None = None
+    description_text: str | None = None
+    description_html: str | None = None
+    byline: str | None = None
+    authors: list[NinjsAuthor] = Field(default_factory=list)
+    service: list[NinjsCode] = Field(default_factory=list)
+    subject: list[NinjsCode] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list)
+    place: list[NinjsCode] = Field(default_factory=list)
+    genre: list[NinjsCode] = Field(default_factory=list)
+    language: str = "en"
+    firstcreated: datetime | None = None
+    versioncreated: datetime | None = None
+    firstpublished: datetime | None = None
+    embargoed: datetime | None = None
+    associations: dict[str, NinjsAssociation | None] = Field(default_factory=dict)
+    ednote: str | None = None
+    signal: list[NinjsCode | str] = Field(default_factory=list)
+    evolvedfrom: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _numeric_version(cls, value: object) -> object:
+        if value is None or isinstance(value, bool):
+            if isinstance(value, bool):
+                raise ValueError("version must be an integer")
+            return None
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        raise ValueError("version must be an integer or a numeric string")
+
+    @field_validator("firstcreated", "versioncreated", "firstpublished", "embargoed", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> datetime | None:
+        return parse_rfc3339(value)
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language(cls, value: object) -> object:
+        return value or "en"
+
+    @model_validator(mode="after")
+    def _publishable(self) -> NinjsDraft:
+        if self.version is None and self.versioncreated is None:
+            raise ValueError("either version or versioncreated is required to order versions")
+        if self.pubstatus == "usable":
+            missing = [f for f in ("headline", "body_html") if not (getattr(self, f) or "").strip()]
+            if missing:
+                raise ValueError(f"a usable draft needs {' and '.join(missing)}")
+        return self
+
+    @property
+    def version_key(self) -> tuple[int, float]:
+        """Superdesk's ordering: compare `version`, then `versioncreated`."""
+        created = self.versioncreated.timestamp() if self.versioncreated else 0.0
+        return (self.version if self.version is not None else 0, created)
+
+    def is_correction(self) -> bool:
+        signals = {s if isinstance(s, str) else (s.code or "") for s in self.signal}
+        if any("correction" in s.lower() for s in signals):
+            return True
+        return bool(self.ednote and "correction" in self.ednote.lower())
+
+    def extra_fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})

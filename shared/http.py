@@ -1,0 +1,250 @@
+"""A small ASGI layer shared by the services: a regex router, request/response types, the health, readiness
+and metrics endpoints, and the process entry point (uvicorn).
+
+It is deliberately thin: the publisher's read path answers from memory and every microsecond of framework
+overhead shows in its requests per second; the other services need only a handful of routes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
+
+from shared.metrics import HTTP_REQUESTS, render_metrics
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query_string: bytes
+    headers: dict[str, str]
+    client: str | None
+    body: bytes = b""
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.query_string.decode("latin-1"))
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def form(self) -> dict[str, str]:
+        parsed = parse_qs(self.body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        return {k: v[0] for k, v in parsed.items()}
+
+
+@dataclass
+class Response:
+    body: bytes = b""
+    status: int = 200
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content_type: bytes = b"text/plain; charset=utf-8"
+
+    async def send_to(self, send: Send, *, head: bool = False) -> None:
+        headers = [
+            (b"content-type", self.content_type),
+            (b"content-length", str(len(self.body)).encode()),
+            *SECURITY_HEADERS,
+            *self.headers,
+        ]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else self.body})
+
+
+def json_response(payload: Any, status: int = 200, headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+    return Response(
+        json.dumps(payload, ensure_ascii=False, default=str).encode(),
+        status,
+        list(headers),
+        b"application/json",
+    )
+
+
+def problem(status: int, reason: str, **extra: Any) -> Response:
+    """Client errors say what was wrong; they never carry a traceback."""
+    return json_response({"status": status, "error": reason, **extra}, status)
+
+
+RouteHandler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Route:
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+    handler: RouteHandler
+    name: str
+
+
+class Router:
+    """Routes by method and a path pattern with `{name}` placeholders (one path segment each)."""
+
+    def __init__(self, service: str, *, max_body_bytes: int = 1024 * 1024) -> None:
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+        self.routes: list[Route] = []
+        self.fallback: RouteHandler | None = None
+
+    def add(self, methods: Iterable[str], path: str, handler: RouteHandler, name: str | None = None) -> None:
+        regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"
+        self.routes.append(Route(frozenset(methods), re.compile(regex), handler, name or path))
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        path_matched = False
+        for route in self.routes:
+            m = route.pattern.match(path)
+            if m is None:
+                continue
+            path_matched = True
+            if method in route.methods or (method == "HEAD" and "GET" in route.methods):
+                return route, m.groupdict(), True
+        return None, {}, path_matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        route, params, path_matched = self.match(method, path)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        client = scope.get("client")
+        request = Request(method, path, scope.get("query_string", b""), headers, client[0] if client else None)
+        request.params = params
+        try:
+            if method in ("POST", "PUT", "PATCH", "DELETE"):
+                request.body = await read_body(receive, self.max_body_bytes, headers)
+            if route is not None:
+                response = await route.handler(request)
+            elif path_matched:
+                response = problem(405, "method not allowed")
+            elif self.fallback is not None:
+                response = await self.fallback(request)
+            else:
+                response = problem(404, "not found")
+        except BodyTooLarge:
+            response = problem(413, f"request body over {self.max_body_bytes} bytes")
+        except Exception:
+            from shared.logging import get_logger
+
+            get_logger(__name__).exception("request failed", path=path, method=method)
+            response = problem(500, "internal error")
+        HTTP_REQUESTS.labels(self.service, route.name if route else "other", str(response.status)).inc()
+        await response.send_to(send, head=method == "HEAD")
+
+
+async def read_body(receive: Receive, limit: int, headers: Mapping[str, str]) -> bytes:
+    declared = headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+@dataclass
+class Health:
+    """`/healthz` says the process is up; `/readyz` runs every check (Kafka, Redis, caught up)."""
+
+    started_at: float = field(default_factory=time.time)
+    checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+
+    async def healthz(self, _: Request) -> Response:
+        return json_response({"status": "ok", "uptime_s": round(time.time() - self.started_at, 1)})
+
+    async def readyz(self, _: Request) -> Response:
+        results: dict[str, str] = {}
+        ready = True
+        for name, check in self.checks.items():
+            try:
+                ok, detail = await check()
+            except Exception as exc:
+                ok, detail = False, repr(exc)[:200]
+            ready &= ok
+            results[name] = detail if ok else f"not ready: {detail}"
+        return json_response({"ready": ready, "checks": results}, 200 if ready else 503)
+
+    async def metrics(self, _: Request) -> Response:
+        body, content_type = render_metrics()
+        return Response(body, 200, [], content_type.encode())
+
+    def install(self, router: Router) -> None:
+        router.add(["GET"], "/healthz", self.healthz)
+        router.add(["GET"], "/readyz", self.readyz)
+        router.add(["GET"], "/metrics", self.metrics)
+
+
+class ServiceApp:
+    """The process's ASGI app: lifespan goes to the FastStream application (brokers, background tasks), HTTP
+    to the router; a `reader` takes every GET/HEAD the router has no route for (the publisher's pages)."""
+
+    def __init__(self, lifespan_app: ASGIApp, router: Router, reader: ASGIApp | None = None) -> None:
+        self.lifespan_app = lifespan_app
+        self.router = router
+        self.reader = reader
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if self.reader is not None and scope["method"] in ("GET", "HEAD"):
+                route, _, _ = self.router.match(scope["method"], scope["path"])
+                if route is None:
+                    await self.reader(scope, receive, send)
+                    return
+            await self.router(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan_app(scope, receive, send)
+
+
+def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 25) -> None:
+    """Run one process. SIGTERM stops accepting requests, drains handlers and commits within the grace period."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=graceful_seconds,
+        server_header=False,
+        date_header=False,
+    )

@@ -1,0 +1,344 @@
+"""Kafka plumbing shared by every service: one broker factory with safe defaults, consumer options, and the
+bounded-retry + dead-letter runner that FastStream does not provide for Kafka.
+
+Consumers receive records in batches and process them in order (order matters per guid, and one guid lives on
+one partition). Effects go through an `Outbox` that produces without waiting for each acknowledgement; the
+batch is committed only after every produce in it is acknowledged, so a crash re-delivers the batch
+(at-least-once) and idempotent handlers make that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import redis.exceptions
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+from faststream import AckPolicy
+from faststream.exceptions import NackMessage
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.publisher.usecase import DefaultPublisher
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from shared.contracts.deadletter import DeadLetter
+from shared.logging import get_logger
+from shared.metrics import HANDLER_SECONDS, MESSAGES
+from shared.settings import ServiceSettings
+from shared.topics import dead_letter_topic, with_prefix
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+MAX_RECORD_BYTES = 4 * 1024 * 1024 + 65536
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def topic_name(settings: ServiceSettings, name: str) -> str:
+    return with_prefix(settings.kafka_topic_prefix, name)
+
+
+def group_id(settings: ServiceSettings, service: str) -> str:
+    return f"{settings.kafka_topic_prefix}broadsheet-{service}"
+
+
+def security_for(settings: ServiceSettings) -> BaseSecurity | None:
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = settings.ssl_context()
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
+    if not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+        raise ValueError("SASL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+    user, password = settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value()
+    use_ssl = protocol == "SASL_SSL"
+    if settings.kafka_sasl_mechanism == "SCRAM-SHA-512":
+        return SASLScram512(user, password, ssl_context=ssl_context, use_ssl=use_ssl)
+    if settings.kafka_sasl_mechanism == "SCRAM-SHA-256":
+        return SASLScram256(user, password, ssl_context=ssl_context, use_ssl=use_ssl)
+    return SASLPlaintext(user, password, ssl_context=ssl_context, use_ssl=use_ssl)
+
+
+def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> KafkaBroker:
+    """Producers wait for all in-sync replicas and are idempotent; nothing creates topics implicitly."""
+    options: dict[str, Any] = {
+        "client_id": f"broadsheet-{service}",
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 2,
+        "max_batch_size": 256 * 1024,
+        "max_request_size": MAX_RECORD_BYTES,
+        "compression_type": None,
+        "allow_auto_create_topics": False,
+        "request_timeout_ms": 30_000,
+        "graceful_timeout": 20.0,
+        "security": security_for(settings),
+        "description": f"Broadsheet {service}",
+        # FastStream's per-message lines go through the same structlog pipeline, below INFO: the services
+        # write their own canonical line per record.
+        "logger": logging.getLogger(f"faststream.{service}"),
+        "log_level": logging.DEBUG,
+    }
+    options.update(overrides)
+    return KafkaBroker(settings.kafka_bootstrap_servers, **options)
+
+
+async def keep_raw(_: Any) -> None:
+    """Decoder that leaves records undecoded: handlers parse them themselves, so a bad record can be
+    dead-lettered with its exact bytes instead of failing the whole batch in the framework."""
+    return
+
+
+def records_of(message: KafkaMessage) -> tuple[ConsumerRecord[Any, Any], ...]:
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)
+
+
+def consumer_options(
+    settings: ServiceSettings, service: str, *, member: str = "main", max_records: int = 500
+) -> dict[str, Any]:
+    """Subscriber settings every consuming service uses: explicit group, earliest, commit after processing.
+
+    `member` tells apart the several consumers one process may run in the group (one per subscribed topic),
+    which static membership needs."""
+    options: dict[str, Any] = {
+        "decoder": keep_raw,
+        "group_id": group_id(settings, service),
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.ACK,
+        "batch": True,
+        "max_records": max_records,
+        "batch_timeout_ms": 100,
+        "max_partition_fetch_bytes": MAX_RECORD_BYTES,
+        "fetch_max_bytes": 64 * 1024 * 1024,
+        "session_timeout_ms": 20_000,
+        "heartbeat_interval_ms": 3_000,
+        "max_poll_interval_ms": 300_000,
+    }
+    if settings.instance_id:
+        options["group_instance_id"] = f"{group_id(settings, service)}-{settings.instance_id}-{member}"
+    return options
+
+
+class Reject(Exception):
+    """The record can never be processed as it is: dead-letter it at once, without retrying."""
+
+    def __init__(self, reason_code: str, reason: str, errors: Sequence[Mapping[str, object]] = ()) -> None:
+        super().__init__(f"{reason_code}: {reason}")
+        self.reason_code = reason_code
+        self.reason = reason
+        self.errors = [dict(e) for e in errors]
+
+
+def parse_event(adapter: TypeAdapter[T], record: ConsumerRecord[Any, Any]) -> T:
+    """An internal event that does not match its contract is a bug upstream: dead-letter it with the errors."""
+    try:
+        return adapter.validate_json(record.value or b"")
+    except ValidationError as exc:
+        raise Reject("invalid_event", "event does not match its contract", exc.errors(include_url=False)) from exc
+
+
+def record_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for key, value in record.headers or ():
+        try:
+            headers[key] = value.decode("utf-8") if isinstance(value, bytes | bytearray) else str(value)
+        except UnicodeDecodeError:
+            continue
+    return headers
+
+
+@dataclass
+class Outbox:
+    """Collects the produces of a batch so they travel in parallel and are confirmed together before commit."""
+
+    broker: KafkaBroker
+    pending: list[asyncio.Future[Any]] = field(default_factory=list)
+
+    after_flush: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    scratch: dict[str, Any] = field(default_factory=dict)
+    """Batch-local state a handler keeps between records of one batch (cleared with the batch)."""
+
+    async def send(
+        self,
+        target: DefaultPublisher | str,
+        key: str,
+        value: BaseModel | bytes,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Produce without waiting; `target` is a declared publisher (documented in AsyncAPI) or a topic."""
+        payload = value if isinstance(value, bytes) else value.model_dump_json().encode()
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        if isinstance(target, str):
+            future = await self.broker.publish(
+                payload, topic=target, key=key.encode(), headers=all_headers, no_confirm=True
+            )
+        else:
+            future = await target.publish(payload, key=key.encode(), headers=all_headers, no_confirm=True)
+        self.pending.append(future)
+
+    def then(self, effect: Callable[[], Awaitable[None]]) -> None:
+        """Run `effect` once everything sent so far is acknowledged (e.g. remember that a version was emitted)."""
+        self.after_flush.append(effect)
+
+    async def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        if pending:
+            await asyncio.gather(*pending)
+        effects, self.after_flush = self.after_flush, []
+        for effect in effects:
+            await effect()
+
+
+Handler = Callable[[ConsumerRecord[Any, Any], Outbox], Awaitable[str]]
+
+
+@dataclass
+class BatchRunner:
+    """Runs one handler over a batch of records with bounded retries and a dead-letter topic.
+
+    - `Reject` → dead-lettered at once with its reason code.
+    - transient infrastructure errors (Redis or Kafka unreachable) → retried with backoff for as long as they
+      last: dead-lettering valid traffic during an outage would lose it. The partition waits.
+    - any other exception → retried `max_attempts` times, then dead-lettered as `handler_error`.
+    The handler returns an outcome label for metrics ("processed", "stale", "duplicate", ...).
+    """
+
+    service: str
+    broker: KafkaBroker
+    settings: ServiceSettings
+    max_attempts: int = 3
+    backoff_seconds: float = 0.2
+    max_backoff_seconds: float = 5.0
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return with_prefix(self.settings.kafka_topic_prefix, dead_letter_topic(self.service))
+
+    async def run(self, records: Sequence[ConsumerRecord[Any, Any]], handler: Handler) -> None:
+        outbox = Outbox(self.broker)
+        for record in records:
+            await self._run_one(record, handler, outbox)
+        await self._flush(outbox)
+
+    async def _flush(self, outbox: Outbox) -> None:
+        try:
+            await outbox.flush()
+        except Exception as exc:
+            log.warning("produce failed; batch will be re-delivered", error=repr(exc))
+            raise NackMessage() from exc
+
+    async def _run_one(self, record: ConsumerRecord[Any, Any], handler: Handler, outbox: Outbox) -> None:
+        attempt = 0
+        transient_delay = self.backoff_seconds
+        started = time.perf_counter()
+        while True:
+            attempt += 1
+            mark = len(outbox.pending)
+            try:
+                outcome = await handler(record, outbox)
+            except Reject as exc:
+                del outbox.pending[mark:]
+                await self.dead_letter(record, outbox, exc.reason_code, exc.reason, exc.errors, attempt)
+                return
+            except TRANSIENT_ERRORS as exc:
+                del outbox.pending[mark:]
+                MESSAGES.labels(self.service, record.topic, "retried").inc()
+                if self.stopping.is_set():
+                    raise NackMessage() from exc
+                log.warning(
+                    "transient failure, retrying",
+                    topic=record.topic, partition=record.partition, offset=record.offset, error=repr(exc),
+                )
+                await asyncio.sleep(transient_delay)
+                transient_delay = min(transient_delay * 2, self.max_backoff_seconds)
+                attempt -= 1
+                continue
+            except NackMessage:
+                raise
+            except Exception as exc:
+                del outbox.pending[mark:]
+                MESSAGES.labels(self.service, record.topic, "retried").inc()
+                if attempt < self.max_attempts:
+                    log.warning(
+                        "handler failed, retrying", attempt=attempt, topic=record.topic,
+                        partition=record.partition, offset=record.offset, error=repr(exc),
+                    )
+                    await asyncio.sleep(self.backoff_seconds * attempt)
+                    continue
+                log.exception("handler failed for good", topic=record.topic, offset=record.offset)
+                await self.dead_letter(record, outbox, "handler_error", repr(exc)[:500], (), attempt)
+                return
+            MESSAGES.labels(self.service, record.topic, outcome).inc()
+            HANDLER_SECONDS.labels(self.service, record.topic).observe(time.perf_counter() - started)
+            return
+
+    async def dead_letter(
+        self,
+        record: ConsumerRecord[Any, Any],
+        outbox: Outbox,
+        reason_code: str,
+        reason: str,
+        errors: Sequence[Mapping[str, object]],
+        attempts: int,
+    ) -> None:
+        letter = DeadLetter(
+            reason_code=reason_code,
+            reason=reason,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            consumer=group_id(self.settings, self.service),
+            errors=[dict(e) for e in errors],
+            attempts=attempts,
+            failed_at=datetime.now(UTC).isoformat(),
+        )
+        key = record.key if isinstance(record.key, bytes) else b""
+        future = await self.broker.publish(
+            record.value if record.value is not None else b"",
+            topic=self.dead_letter_topic,
+            key=key or None,
+            headers={**record_headers(record), **letter.headers()},
+            no_confirm=True,
+        )
+        outbox.pending.append(future)
+        MESSAGES.labels(self.service, record.topic, "dead_lettered").inc()
+        log.warning(
+            "dead-lettered",
+            reason_code=reason_code, reason=reason, topic=record.topic,
+            partition=record.partition, offset=record.offset,
+        )
+
+
+def subscribe(
+    runner: BatchRunner, topic: str, handler: Handler, *, member: str, description: str, max_records: int = 500
+) -> None:
+    """Declare a batch subscriber in the service's consumer group that feeds `handler` through `runner`."""
+    options = consumer_options(runner.settings, runner.service, member=member, max_records=max_records)
+    subscriber = runner.broker.subscriber(
+        topic, **options, title=f"{runner.service}:{member}", description=description
+    )
+
+    async def consume(_: Any, message: KafkaMessage) -> None:
+        await runner.run(records_of(message), handler)
+
+    consume.__name__ = f"consume_{member}"
+    subscriber(consume)

@@ -1,0 +1,48 @@
+"""Prometheus metrics every service exposes under the same names, labelled by service.
+
+Names are shared so that one Grafana dashboard (deploy/grafana) reads all four services.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+MESSAGES = Counter(
+    "broadsheet_messages",
+    "Records consumed, by outcome (processed, failed, dead_lettered, stale, duplicate, retried)",
+    ["service", "topic", "outcome"],
+    registry=REGISTRY,
+)
+HANDLER_SECONDS = Histogram(
+    "broadsheet_handler_seconds",
+    "Time to process one record, including its writes",
+    ["service", "topic"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "broadsheet_consumer_lag",
+    "Records behind the partition's high-water mark",
+    ["service", "topic", "partition"],
+    registry=REGISTRY,
+)
+FRESHNESS_SECONDS = Histogram(
+    "broadsheet_freshness_seconds",
+    "Draft receipt (ingest) to page written in Redis (publisher)",
+    ["service"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30),
+    registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "broadsheet_http_requests",
+    "HTTP requests answered",
+    ["service", "route", "status"],
+    registry=REGISTRY,
+)
+
+
+def render_metrics() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,79 @@
+"""What every service process is made of, assembled in one place: settings, logging, broker, Redis, the
+batch runner with its dead-letter topic, and the HTTP router with health, readiness and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker
+
+from shared.http import ASGIApp, Health, Router, ServiceApp
+from shared.kafka import BatchRunner, make_broker
+from shared.logging import configure_logging, get_logger
+from shared.redis import make_redis, redis_ready
+from shared.settings import ServiceSettings
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    service: str
+    settings: ServiceSettings
+    broker: KafkaBroker
+    redis: aioredis.Redis
+    runner: BatchRunner
+    router: Router
+    health: Health
+    on_startup: list[Hook] = field(default_factory=list)
+    on_shutdown: list[Hook] = field(default_factory=list)
+
+    def app(self, *, reader: ASGIApp | None = None) -> ServiceApp:
+        log = get_logger(self.service)
+
+        async def started() -> None:
+            for hook in self.on_startup:
+                await hook()
+            log.info("service started", service=self.service)
+
+        async def stopping() -> None:
+            self.runner.stopping.set()
+
+        async def stopped() -> None:
+            for hook in self.on_shutdown:
+                await hook()
+            await self.redis.aclose()
+            log.info("service stopped", service=self.service)
+
+        stream_app = AsgiFastStream(
+            self.broker,
+            after_startup=[started],
+            on_shutdown=[stopping],
+            after_shutdown=[stopped],
+        )
+        return ServiceApp(stream_app, self.router, reader)
+
+
+def build_runtime(service: str, settings: ServiceSettings, *, max_body_bytes: int = 1024 * 1024) -> Runtime:
+    configure_logging(service, level=settings.log_level, fmt=settings.log_format)
+    broker = make_broker(settings, service)
+    client = make_redis(settings)
+    runner = BatchRunner(service, broker, settings)
+    router = Router(service, max_body_bytes=max_body_bytes)
+    health = Health()
+
+    async def kafka_ready() -> tuple[bool, str]:
+        ok = await broker.ping(timeout=2.0)
+        return ok, "kafka ok" if ok else "kafka unreachable"
+
+    async def redis_check() -> tuple[bool, str]:
+        return await redis_ready(client)
+
+    health.checks.update({"kafka": kafka_ready, "redis": redis_check})
+    health.install(router)
+    return Runtime(service, settings, broker, client, runner, router, health)
+
+

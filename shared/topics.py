@@ -1,0 +1,94 @@
+"""Every Kafka topic Broadsheet uses, with its partitioning and retention, in one place.
+
+Topics are created explicitly (`ensure_topics`), never by auto-creation, which would give one partition and
+the broker's default retention. Topics that hold truth keep everything (`retention.ms=-1`); topics that only
+carry the latest derived state per key are compacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+LATEST_PER_KEY = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+
+DRAFTS = "newsroom.drafts"
+ARTICLES = "broadsheet.articles"
+RELATED = "broadsheet.related"
+COMMENT_SUBMISSIONS = "broadsheet.comments.submitted"
+COMMENT_DECISIONS = "broadsheet.comments.decisions"
+DESK_ALERTS = "broadsheet.desk.alerts"
+SERVICES = ("ingest", "related", "comments", "publisher")
+
+
+def dead_letter_topic(service: str) -> str:
+    """Each service has its own dead-letter topic so that ACLs can keep services apart."""
+    return f"broadsheet.deadletter.{service}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    description: str
+    config: dict[str, str] = field(default_factory=dict)
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        DRAFTS,
+        "ninjs drafts from newsroom systems, key = guid; the input of record",
+        {**KEEP_FOREVER, "max.message.bytes": "2200000"},
+    ),
+    TopicSpec(ARTICLES, "article lifecycle events from ingest (published, withdrawn, killed)", KEEP_FOREVER),
+    TopicSpec(RELATED, "Check Also links per article, latest per guid", LATEST_PER_KEY),
+    TopicSpec(COMMENT_SUBMISSIONS, "reader comments as submitted, key = article guid", KEEP_FOREVER),
+    TopicSpec(COMMENT_DECISIONS, "moderation decisions and audit trail, key = article guid", KEEP_FOREVER),
+    TopicSpec(DESK_ALERTS, "notices for the desk (comment surges)", KEEP_FOREVER),
+    *(
+        TopicSpec(dead_letter_topic(s), f"records {s} could not process, with the reason", KEEP_FOREVER)
+        for s in SERVICES
+    ),
+)
+
+
+def with_prefix(prefix: str, name: str) -> str:
+    return f"{prefix}{name}"
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    *,
+    prefix: str = "",
+    partitions: int = 12,
+    replication_factor: int = 1,
+    specs: Iterable[TopicSpec] = TOPICS,
+    client_options: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Create the topics that are missing; returns the names created. Safe to run any number of times."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=with_prefix(prefix, spec.name),
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                topic_configs=spec.config,
+            )
+            for spec in specs
+            if with_prefix(prefix, spec.name) not in existing
+        ]
+        if not wanted:
+            return []
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(wanted)
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
