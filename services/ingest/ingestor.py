@@ -19,7 +19,6 @@ from services.ingest.domain import (
     build_article,
     event_version,
     section_of,
-    slugify,
 )
 from services.ingest.state import IngestStore, StoryState
 from shared.contracts import ArticleKilled, ArticlePublished, ArticleWithdrawn, NinjsDraft
@@ -111,7 +110,8 @@ class Ingestor:
 
         if not releasing:
             await self.store.drop_hold(draft.guid)
-        article = await self._publishable(draft, state)
+        received = float(headers.get("received-at") or now.timestamp())
+        article = await self._publishable(draft, state, datetime.fromtimestamp(received, UTC))
         await outbox.send(self.articles, draft.guid, article, headers)
         self._remember(
             _with(
@@ -119,7 +119,7 @@ class Ingestor:
                 version=version,
                 status="published",
                 slug=article.slug,
-                slug_source=slugify(draft.slugline) if draft.slugline else state.slug_source,
+                slug_source=base_slug(draft) if draft.slugline else state.slug_source,
                 url_path=article.url_path,
                 previous_paths=article.previous_paths,
                 date_published=article.date_published.isoformat(),
@@ -129,11 +129,12 @@ class Ingestor:
         )
         return "published"
 
-    async def _publishable(self, draft: NinjsDraft, state: StoryState) -> ArticlePublished:
+    async def _publishable(self, draft: NinjsDraft, state: StoryState, first_seen: datetime) -> ArticlePublished:
+        """`first_seen` (when Kafka received the draft) dates a draft that carries no date, so replays agree."""
         try:
             if state.url_path:
                 return await self._update(draft, state)
-            return await self._first_publication(draft)
+            return await self._first_publication(draft, first_seen)
         except UnpublishableDraft as exc:
             raise Reject("unpublishable", str(exc)) from exc
 
@@ -141,8 +142,8 @@ class Ingestor:
         """Same URL and first-publication date; a changed slugline moves the URL and leaves a 301 behind."""
         published = datetime.fromisoformat(state.date_published)
         slug, url_path, previous = state.slug, state.url_path, list(state.previous_paths)
-        if draft.slugline and slugify(draft.slugline) != state.slug_source:
-            wanted = slugify(draft.slugline)
+        if draft.slugline and base_slug(draft) != state.slug_source:
+            wanted = base_slug(draft)
             new_slug, new_path = await self._claim(section_of(draft).code, published, wanted, draft.guid)
             if new_path != url_path:
                 previous = [p for p in [*previous, url_path] if p != new_path]
@@ -156,7 +157,7 @@ class Ingestor:
             date_published=published,
         )
 
-    async def _first_publication(self, draft: NinjsDraft) -> ArticlePublished:
+    async def _first_publication(self, draft: NinjsDraft, first_seen: datetime) -> ArticlePublished:
         if draft.evolvedfrom:
             origin = await self.store.load(draft.evolvedfrom)
             if origin is not None and origin.url_path and origin.status != "killed":
@@ -169,7 +170,7 @@ class Ingestor:
                     story_root=origin.story_root or origin.guid,
                     date_published=datetime.fromisoformat(origin.date_published),
                 )
-        published = draft.firstpublished or draft.firstcreated or draft.versioncreated or datetime.now(UTC)
+        published = draft.firstpublished or draft.firstcreated or draft.versioncreated or first_seen
         slug, url_path = await self._claim(section_of(draft).code, published, base_slug(draft), draft.guid)
         return build_article(
             draft,

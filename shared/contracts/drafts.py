@@ -6,12 +6,14 @@ can be re-driven or inspected exactly as it arrived.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PubStatus = Literal["usable", "withheld", "canceled"]
+CORRECTION_NOTE = re.compile(r"\s*(this (story|article) )?(correction|corrected|correcting)\b", re.IGNORECASE)
 
 
 def parse_rfc3339(value: object) -> datetime | None:
@@ -141,7 +143,9 @@ class NinjsDraft(NinjsModel):
         signals = {s if isinstance(s, str) else (s.code or "") for s in self.signal}
         if any("correction" in s.lower() for s in signals):
             return True
-        return bool(self.ednote and "correction" in self.ednote.lower())
+        # An editor's note counts only when it says it is a correction ("Correction: …", "Corrected …"),
+        # not whenever the word appears ("no correction needed").
+        return bool(self.ednote and CORRECTION_NOTE.match(self.ednote))
 
     def extra_fields(self) -> dict[str, Any]:
         return dict(self.model_extra or {})

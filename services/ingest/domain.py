@@ -1,0 +1,339 @@
+"""Ingest's pure domain: from a validated ninjs draft to the `ArticlePublished` event every reader-facing service
+renders from.
+
+No I/O and no clock: everything the event needs comes from the draft and from what the handler already knows
+(the slug it reserved, the previous URLs, the root of the story line, the publication date kept across versions).
+The same draft and arguments always give a byte-identical event, so replaying the drafts topic rebuilds the
+site exactly.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from typing import Final
+from urllib.parse import urlsplit
+
+from anyascii import anyascii
+
+from services.ingest.sanitize import (
+    collapse_duplicate_blocks,
+    make_excerpt,
+    plain_text,
+    reading_minutes,
+    sanitize_html,
+    sanitize_text,
+    word_count,
+)
+from shared.contracts.articles import ArticlePublished, Author, Correction, Picture, Term
+from shared.contracts.drafts import NinjsAssociation, NinjsDraft, NinjsRendition
+
+__all__ = [
+    "DEFAULT_CORRECTION_NOTE",
+    "DEFAULT_SECTION",
+    "FALLBACK_SLUG",
+    "UnpublishableDraft",
+    "article_path",
+    "authors_of",
+    "base_slug",
+    "build_article",
+    "collapse_duplicate_blocks",
+    "correction_of",
+    "event_version",
+    "make_excerpt",
+    "picture_of",
+    "plain_text",
+    "reading_minutes",
+    "sanitize_html",
+    "sanitize_text",
+    "section_of",
+    "slugify",
+    "tags_of",
+    "word_count",
+]
+
+FALLBACK_SLUG: Final = "story"
+DEFAULT_SECTION: Final = Term(code="news", name="News")
+DEFAULT_CORRECTION_NOTE: Final = "This article has been corrected since it was first published."
+DEFAULT_LANGUAGE: Final = "en"
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_APOSTROPHES: Final = re.compile(r"['’‘`´]")
+_NOT_SLUG: Final = re.compile(r"[^a-z0-9]+")
+_SLUG: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_LANGUAGE_TAG: Final = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*")
+_BYLINE_PREFIX: Final = re.compile(r"^\s*by\s+", re.IGNORECASE)
+_BYLINE_SEPARATORS: Final = re.compile(r"\s*(?:,|&|\band\b)\s*", re.IGNORECASE)
+_CORRECTION_PREFIX: Final = re.compile(r"^\s*correction\s*[:\-–—]\s*", re.IGNORECASE)
+_PICTURE_TYPES: Final = frozenset({"picture", "image", "graphic"})
+# Superdesk's rendition names, best first: used only to break ties between equally large renditions.
+_RENDITION_PREFERENCE: Final = ("original", "baseImage", "viewImage", "16-9", "4-3", "thumbnail")
+
+
+class UnpublishableDraft(ValueError):
+    """A usable draft that cannot become a page (nothing readable left after sanitizing, or no date at all).
+
+    Retrying cannot help, so the handler dead-letters it at once.
+    """
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _slug_words(text: str) -> str:
+    """ASCII, lowercase, hyphen-separated; "" when nothing of it can appear in a URL.
+
+    Pictographs are dropped before transliterating: anyascii would spell an emoji out as words
+    ("🎉" → "tada") that the headline never said.
+    """
+    letters = "".join(" " if unicodedata.category(char) == "So" else char for char in text)
+    ascii_text = _APOSTROPHES.sub("", anyascii(letters).lower())
+    return _NOT_SLUG.sub("-", ascii_text).strip("-")
+
+
+def _cut_slug(slug: str, max_length: int) -> str:
+    if len(slug) <= max_length:
+        return slug
+    head = slug[: max_length + 1]
+    boundary = head.rfind("-")
+    cut = head[:boundary] if boundary > 0 else slug[:max_length]
+    return cut.strip("-")
+
+
+def slugify(text: str, max_length: int = 80) -> str:
+    """A URL segment readable in any browser and log: "Zürich–Kraków: Łódź café" → "zurich-krakow-lodz-cafe".
+
+    Apostrophes vanish rather than split words ("Russia’s" → "russias"); a long slug is cut between words, not
+    inside one. Never empty: text with nothing to transliterate becomes "story".
+    """
+    if max_length < 1:
+        raise ValueError("max_length must be at least 1")
+    slug = _cut_slug(_slug_words(text), max_length)
+    return slug or FALLBACK_SLUG[:max_length]
+
+
+def _slug_or_none(text: str | None, max_length: int = 80) -> str | None:
+    slug = _cut_slug(_slug_words(text or ""), max_length)
+    return slug or None
+
+
+def base_slug(draft: NinjsDraft) -> str:
+    """The slugline is the newsroom's chosen short name; the headline stands in when it is absent or unusable."""
+    for candidate in (draft.slugline, draft.headline):
+        slug = _slug_or_none(sanitize_text(candidate or ""))
+        if slug:
+            return slug
+    return FALLBACK_SLUG
+
+
+def article_path(section_code: str, published: datetime, slug: str) -> str:
+    """The canonical path `/{section}/{yyyy}/{mm}/{dd}/{slug}`, dated in UTC so it never depends on a server's zone."""
+    if not _SLUG.fullmatch(slug):
+        raise ValueError(f"not a slug: {slug!r}")
+    day = _utc(published)
+    return f"/{slugify(section_code)}/{day:%Y}/{day:%m}/{day:%d}/{slug}"
+
+
+def section_of(draft: NinjsDraft) -> Term:
+    """The first `service` entry with a code or a name is the section; stories without one file under News."""
+    for service in draft.service:
+        name = sanitize_text(service.name or "")
+        code = _slug_or_none(service.code) or _slug_or_none(name)
+        if code:
+            return Term(code=code, name=name or sanitize_text(service.code or ""))
+    return DEFAULT_SECTION
+
+
+def tags_of(draft: NinjsDraft) -> list[Term]:
+    """Subjects (by name) then keywords, first spelling kept.
+
+    Two tags whose codes would collide ("NATO", "Nato", "N.A.T.O") are the same tag page, so the slug code is
+    the identity and duplicates are dropped in order. Subjects without a name (bare IPTC numbers) are not shown.
+    """
+    names = [subject.name for subject in draft.subject if subject.name] + list(draft.keywords)
+    tags: list[Term] = []
+    seen: set[str] = set()
+    for raw_name in names:
+        name = sanitize_text(raw_name)
+        code = _slug_or_none(name)
+        if code is None or code in seen:
+            continue
+        seen.add(code)
+        tags.append(Term(code=code, name=name))
+    return tags
+
+
+def _safe_url(url: str | None) -> str | None:
+    """Only absolute http(s) URLs are used for images and avatars: no scripts, no data, no local files."""
+    if not url:
+        return None
+    candidate = url.strip()
+    parts = urlsplit(candidate)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or any(c.isspace() for c in candidate):
+        return None
+    return candidate
+
+
+def _authors_from_byline(byline: str) -> list[str]:
+    text = _BYLINE_PREFIX.sub("", sanitize_text(byline))
+    return [name for name in (part.strip() for part in _BYLINE_SEPARATORS.split(text)) if name]
+
+
+def authors_of(draft: NinjsDraft) -> list[Author]:
+    """Authors for the byline and author pages: `authors[]` when given, else the names in "By A, B and C".
+
+    Each author's slug is their author-page address, so two entries with the same slug are one author.
+    """
+    authors: list[Author] = []
+    seen: set[str] = set()
+    if draft.authors:
+        for entry in draft.authors:
+            name = sanitize_text(entry.name)
+            slug = _slug_or_none(name)
+            if slug is None or slug in seen:
+                continue
+            seen.add(slug)
+            biography = sanitize_text(entry.biography or "") or None
+            role = sanitize_text(entry.role or "") or None
+            authors.append(
+                Author(name=name, slug=slug, role=role, biography=biography, avatar_url=_safe_url(entry.avatar_url))
+            )
+        return authors
+    for name in _authors_from_byline(draft.byline or ""):
+        slug = _slug_or_none(name)
+        if slug is None or slug in seen:
+            continue
+        seen.add(slug)
+        authors.append(Author(name=name, slug=slug))
+    return authors
+
+
+def _rendition_rank(item: tuple[str, NinjsRendition]) -> tuple[int, int, str]:
+    name, rendition = item
+    area = (rendition.width or 0) * (rendition.height or 0)
+    preference = _RENDITION_PREFERENCE.index(name) if name in _RENDITION_PREFERENCE else len(_RENDITION_PREFERENCE)
+    return (-area, preference, name)
+
+
+def _positive(value: int | None) -> int | None:
+    return value if value is not None and value > 0 else None
+
+
+def picture_of(draft: NinjsDraft) -> Picture | None:
+    """The lead picture: the largest rendition of `associations.featuremedia` that has a usable URL.
+
+    Caption comes from `description_text`; alt text from `body_text`, else the caption, because a picture
+    without alt text is invisible to screen readers.
+    """
+    media: NinjsAssociation | None = draft.associations.get("featuremedia")
+    if media is None or (media.type is not None and media.type.lower() not in _PICTURE_TYPES):
+        return None
+    usable = [(name, r) for name, r in media.renditions.items() if _safe_url(r.href)]
+    if not usable:
+        return None
+    _, best = min(usable, key=_rendition_rank)
+    caption = sanitize_text(media.description_text or "") or None
+    alt = sanitize_text(media.body_text or "") or caption or ""
+    return Picture(
+        href=best.href.strip(),
+        width=_positive(best.width),
+        height=_positive(best.height),
+        caption=caption,
+        alt=alt,
+    )
+
+
+def correction_of(draft: NinjsDraft, *, fallback_time: datetime | None = None) -> Correction | None:
+    """The correction notice shown on the page, when the newsroom flagged this version as a correction.
+
+    `corrected_at` is the version's `versioncreated`; a draft without it uses `fallback_time` (the handler's
+    date_modified) so the notice is never lost, and failing that its publication dates.
+    """
+    if not draft.is_correction():
+        return None
+    note = _CORRECTION_PREFIX.sub("", sanitize_text(draft.ednote or "")) or DEFAULT_CORRECTION_NOTE
+    moment = draft.versioncreated or fallback_time or draft.firstpublished or draft.firstcreated
+    if moment is None:
+        raise UnpublishableDraft("a correction needs versioncreated (or a date to fall back on)")
+    return Correction(note=note, corrected_at=_utc(moment))
+
+
+def event_version(draft: NinjsDraft) -> int:
+    """The fence every consumer compares: the newsroom's version, else versioncreated in epoch milliseconds.
+
+    Milliseconds are computed in integers so that the same timestamp always gives the same number.
+    """
+    if draft.version is not None:
+        return draft.version
+    if draft.versioncreated is None:
+        raise ValueError("a draft needs version or versioncreated")
+    return (_utc(draft.versioncreated) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _language_of(draft: NinjsDraft) -> str:
+    tag = draft.language.strip().lower().replace("_", "-")
+    return tag if _LANGUAGE_TAG.fullmatch(tag) else DEFAULT_LANGUAGE
+
+
+def _excerpt_of(draft: NinjsDraft, body_html: str) -> str:
+    for description in (draft.description_text, draft.description_html):
+        text = sanitize_text(description or "")
+        if text:
+            return text
+    return make_excerpt(plain_text(body_html, skip_figures=True) or plain_text(body_html))
+
+
+def build_article(
+    draft: NinjsDraft,
+    *,
+    slug: str,
+    url_path: str,
+    previous_paths: list[str],
+    story_root: str,
+    date_published: datetime | None = None,
+) -> ArticlePublished:
+    """The sanitized, normalized public state of a usable draft.
+
+    `date_published` is passed by the handler when the story was already published, so corrections and
+    updates keep the original date; otherwise it is firstpublished, firstcreated or versioncreated (UTC).
+    dateModified is versioncreated, never earlier than datePublished. Raises `UnpublishableDraft` when no
+    headline survives sanitizing or the draft carries no date at all.
+    """
+    headline = sanitize_text(draft.headline or "")
+    if not headline:
+        raise UnpublishableDraft("the headline is empty once sanitized")
+    body_html = collapse_duplicate_blocks(sanitize_html(draft.body_html or ""))
+    published = date_published or draft.firstpublished or draft.firstcreated or draft.versioncreated
+    if published is None:
+        raise UnpublishableDraft("the draft carries no date: pass date_published")
+    published = _utc(published)
+    modified = max(_utc(draft.versioncreated), published) if draft.versioncreated else published
+    body_text = plain_text(body_html)
+    words = word_count(body_text)
+    return ArticlePublished(
+        guid=draft.guid,
+        version=event_version(draft),
+        url_path=url_path,
+        previous_paths=list(previous_paths),
+        slug=slug,
+        headline=headline,
+        excerpt=_excerpt_of(draft, body_html),
+        body_html=body_html,
+        section=section_of(draft),
+        tags=tags_of(draft),
+        authors=authors_of(draft),
+        byline=sanitize_text(draft.byline or "") or None,
+        language=_language_of(draft),
+        date_published=published,
+        date_modified=modified,
+        picture=picture_of(draft),
+        correction=correction_of(draft, fallback_time=modified),
+        word_count=words,
+        reading_minutes=reading_minutes(words),
+        evolvedfrom=draft.evolvedfrom or None,
+        story_root=story_root,
+    )

@@ -1,0 +1,459 @@
+"""Turning newsroom HTML and text into markup and prose that is safe to show readers.
+
+Every string a newsroom system sends is untrusted: copy is pasted from other sites, and a compromised or careless
+upstream could inject script. The body goes through an nh3 (ammonia) allowlist; headlines, captions and bios are
+reduced to plain text, which templates then escape. All functions are pure and deterministic, so the same draft
+always yields byte-identical output and a flushed Redis can be rebuilt exactly.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Final
+from urllib.parse import urlsplit
+
+import nh3
+
+__all__ = [
+    "ALLOWED_TAGS",
+    "EXTERNAL_LINK_REL",
+    "collapse_duplicate_blocks",
+    "make_excerpt",
+    "plain_text",
+    "reading_minutes",
+    "sanitize_html",
+    "sanitize_text",
+    "word_count",
+]
+
+# `span` and `div` are left out on purpose: without classes or styles they carry no meaning, so they are
+# unwrapped and their text kept. `h1` is accepted only to be demoted: the page's one h1 is the headline.
+ALLOWED_TAGS: Final[frozenset[str]] = frozenset(
+    {
+        "p", "h1", "h2", "h3", "h4", "h5", "h6", "figure", "figcaption", "img", "a", "blockquote",
+        "ul", "ol", "li", "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption",
+        "em", "strong", "b", "i", "u", "s", "br", "hr", "sup", "sub", "code", "pre", "cite", "q",
+        "abbr", "small", "mark", "time",
+    }
+)  # fmt: skip
+
+# No `cite` on quotes: browsers never show it and ammonia does not check its URL scheme.
+# `lang`, `dir` and `title` on any element let a quote in another language or script render and read correctly.
+_ALLOWED_ATTRIBUTES: Final[dict[str, set[str]]] = {
+    "*": {"lang", "dir", "title"},
+    "a": {"href", "title"},
+    "img": {"src", "alt", "width", "height"},
+    "abbr": {"title"},
+    "ol": {"start", "reversed"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "time": {"datetime"},
+}
+
+# Elements removed together with everything inside them: their content is code, not copy, and the foreign-content
+# parsing rules of svg and math are where mutation XSS lives.
+_DROPPED_WITH_CONTENT: Final[set[str]] = {
+    "script", "style", "svg", "math", "iframe", "noscript", "object", "embed", "template", "frame",
+    "frameset", "noembed", "noframes", "xmp", "plaintext", "textarea", "select", "form", "title", "head",
+    "applet", "canvas", "audio", "video", "portal",
+}  # fmt: skip
+
+_URL_SCHEMES: Final[set[str]] = {"http", "https", "mailto"}
+
+EXTERNAL_LINK_REL: Final = "noopener noreferrer nofollow"
+
+_NUMERIC_ATTRIBUTES: Final[frozenset[str]] = frozenset({"width", "height", "colspan", "rowspan", "start"})
+
+# Bidirectional overrides and the byte-order mark can make a headline read differently from what it says.
+_INVISIBLE_CONTROLS: Final[frozenset[str]] = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+
+# nh3 output escapes "<" and ">" inside attribute values and always double-quotes them, so every "<" in it opens
+# a real tag and these patterns cannot match inside text or attribute values.
+_ANCHOR_TAG: Final = re.compile(r'<a((?:\s+[^\s"=>/]+(?:="[^"]*")?)*)\s*>')
+_HREF_ATTRIBUTE: Final = re.compile(r'\shref="([^"]*)"')
+_H1_TAG: Final = re.compile(r"<(/?)h1>")
+# A parser drops one newline right after <pre>, so leading newlines there would shrink on every round trip.
+_PRE_LEADING_NEWLINES: Final = re.compile(r"(<pre(?:\s[^>]*)?>)\n+")
+
+_BLOCK_TAGS: Final[frozenset[str]] = frozenset(
+    {
+        "p", "h1", "h2", "h3", "h4", "h5", "h6", "figure", "figcaption", "blockquote", "ul", "ol", "li",
+        "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "pre", "div", "section",
+        "article", "aside", "header", "footer", "hr", "dl", "dt", "dd", "address",
+    }
+)  # fmt: skip
+
+# Only these blocks are ever dropped as duplicates; list items and table cells legitimately repeat.
+_COLLAPSIBLE_BLOCKS: Final[frozenset[str]] = frozenset(
+    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "figcaption", "blockquote", "pre"}
+)
+_VOID_TAGS: Final[frozenset[str]] = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+)
+_HIDDEN_CONTENT_TAGS: Final[frozenset[str]] = frozenset(_DROPPED_WITH_CONTENT - _VOID_TAGS)
+_FIGURE_TAGS: Final[frozenset[str]] = frozenset({"figure", "figcaption", "table", "caption"})
+_TRAILING_PUNCTUATION: Final = ".,;:-–—([{\"'“‘/"
+_WORD_CHARACTER: Final = re.compile(r"\w")
+
+
+def _strip_controls(text: str) -> str:
+    """Drop C0/C1 controls, lone surrogates and bidi overrides; keep tab, newline and carriage return.
+
+    Lone surrogates would make the event impossible to encode as UTF-8; other controls are invisible in pages
+    but break feeds (XML 1.0 forbids them).
+    """
+    return "".join(
+        char
+        for char in text
+        if char in "\t\n\r" or (unicodedata.category(char) not in ("Cc", "Cs") and char not in _INVISIBLE_CONTROLS)
+    )
+
+
+def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
+    """Sizes and spans must be plain numbers: anything else is at best noise and at worst a layout attack."""
+    if attribute in _NUMERIC_ATTRIBUTES:
+        digits = value.strip()
+        return digits if digits.isdigit() and len(digits) <= 5 else None
+    return value
+
+
+def _is_external_url(url: str) -> bool:
+    """Absolute http(s) and protocol-relative URLs leave the site; relative ones and mailto do not."""
+    candidate = html.unescape(url).strip()
+    if candidate.startswith("//"):
+        return True
+    return urlsplit(candidate).scheme.lower() in ("http", "https")
+
+
+def _mark_external_link(match: re.Match[str]) -> str:
+    attributes = match.group(1)
+    href = _HREF_ATTRIBUTE.search(attributes)
+    if href is None or not _is_external_url(href.group(1)):
+        return f"<a{attributes}>"
+    return f'<a{attributes} rel="{EXTERNAL_LINK_REL}">'
+
+
+def _clean(markup: str) -> str:
+    return nh3.clean(
+        markup,
+        tags=set(ALLOWED_TAGS),
+        clean_content_tags=_DROPPED_WITH_CONTENT,
+        attributes=_ALLOWED_ATTRIBUTES,
+        attribute_filter=_keep_attribute,
+        strip_comments=True,
+        link_rel=None,
+        url_schemes=_URL_SCHEMES,
+    )
+
+
+def sanitize_html(markup: str) -> str:
+    """Reduce author-supplied HTML to the article allowlist.
+
+    Links leaving the site get `rel="noopener noreferrer nofollow"` (no opener access, no referrer leak, no
+    endorsement of pasted links); internal links stay plain so they pass ranking. An h1 becomes an h2 because
+    the page's only h1 is the headline.
+    """
+    # Demoting rewrites tags, which can change how nested headings parse; cleaning again makes the result a
+    # fixed point, so a browser builds exactly the tree that was checked.
+    # Controls are stripped again at the end because character references (`&#x202E;`) decode into them.
+    demoted = _H1_TAG.sub(r"<\1h2>", _clean(_strip_controls(markup)))
+    cleaned = _PRE_LEADING_NEWLINES.sub(r"\1", _strip_controls(_clean(demoted)))
+    return _ANCHOR_TAG.sub(_mark_external_link, cleaned).strip()
+
+
+def _collapse_whitespace(text: str) -> str:
+    return " ".join(text.split())
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text of HTML, one string per block, skipping anything that is not prose."""
+
+    def __init__(self, *, skip_figures: bool) -> None:
+        super().__init__(convert_charrefs=True)
+        self.skip_figures = skip_figures
+        self.blocks: list[str] = []
+        self._current: list[str] = []
+        self._hidden_depth = 0
+        self._figure_depth = 0
+
+    def _end_block(self) -> None:
+        lines = [_collapse_whitespace(line) for line in "".join(self._current).split("\n")]
+        text = "\n".join(line for line in lines if line)
+        if text:
+            self.blocks.append(text)
+        self._current = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN_CONTENT_TAGS:
+            self._hidden_depth += 1
+        elif tag in _FIGURE_TAGS:
+            self._figure_depth += 1
+        if tag in _BLOCK_TAGS:
+            self._end_block()
+        elif tag == "br":
+            self._current.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_CONTENT_TAGS and self._hidden_depth:
+            self._hidden_depth -= 1
+        elif tag in _FIGURE_TAGS and self._figure_depth:
+            self._figure_depth -= 1
+        if tag in _BLOCK_TAGS:
+            self._end_block()
+
+    def handle_data(self, data: str) -> None:
+        if self._hidden_depth or (self.skip_figures and self._figure_depth):
+            return
+        # A newline in the source is plain whitespace; only <br> starts a new line.
+        self._current.append(data.replace("\n", " ").replace("\r", " "))
+
+    def text_blocks(self, markup: str) -> list[str]:
+        self.feed(markup)
+        self.close()
+        self._end_block()
+        return self.blocks
+
+
+def _text_blocks(markup: str, *, skip_figures: bool = False) -> list[str]:
+    return _TextExtractor(skip_figures=skip_figures).text_blocks(markup)
+
+
+def sanitize_text(text: str) -> str:
+    """Plain text for headlines, captions, bios and notes: no tags, entities decoded, one line.
+
+    The result is text, not HTML: templates escape it. Markup inside is parsed (not just deleted by pattern) so
+    `<script>` content vanishes while `AT&amp;T` and `a < b` read as written.
+    """
+    cleaned = sanitize_html(text)
+    blocks = _text_blocks(cleaned)
+    return _strip_controls(_collapse_whitespace(" ".join(blocks)))
+
+
+def plain_text(markup: str, *, skip_figures: bool = False) -> str:
+    """The readable text of a body: paragraphs separated by blank lines, whitespace collapsed inside them.
+
+    Used for word counts, excerpts and the related-articles engine, none of which want markup. With
+    `skip_figures`, captions and tables are left out so an excerpt starts with prose, not a photo credit.
+    """
+    return "\n\n".join(_text_blocks(markup, skip_figures=skip_figures))
+
+
+def make_excerpt(text: str, max_words: int = 55) -> str:
+    """The first `max_words` words, cut between words and ending with "…" when anything was left out."""
+    if max_words < 1:
+        raise ValueError("max_words must be at least 1")
+    words = text.split()
+    if len(words) <= max_words:
+        return " ".join(words)
+    kept = " ".join(words[:max_words]).rstrip(_TRAILING_PUNCTUATION + " ")
+    return f"{kept}…" if kept else "…"
+
+
+def word_count(text: str) -> int:
+    """Words are whitespace-separated tokens holding at least one letter or digit (a lone dash is not a word)."""
+    return sum(1 for token in text.split() if _WORD_CHARACTER.search(token))
+
+
+def reading_minutes(words: int, wpm: int = 230) -> int:
+    """Whole minutes at an adult's average silent reading speed, rounded up and never less than one."""
+    if wpm < 1:
+        raise ValueError("wpm must be positive")
+    return max(1, math.ceil(max(words, 0) / wpm))
+
+
+# Duplicate blocks ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: int
+    end: int
+
+
+@dataclass
+class _Line:
+    """A stretch of a block between two <br>: removable only if cutting it leaves every element balanced."""
+
+    start: int
+    end: int = 0
+    text: str = ""
+    start_depth: int = 0
+    lowest_depth: int = 0
+    end_depth: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.start_depth == self.end_depth == self.lowest_depth
+
+
+@dataclass
+class _Leaf:
+    """A block holding no other block: the unit a reader sees repeated in scraped copy."""
+
+    tag: str
+    stack_index: int
+    start: int
+    end: int = 0
+    lines: list[_Line] = field(default_factory=list)
+    media: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...]]:
+        return (_collapse_whitespace(" ".join(line.text for line in self.lines)), tuple(self.media))
+
+
+class _Separator:
+    """Content between blocks (loose text, a rule, an image) that makes two equal blocks not consecutive."""
+
+
+class _NotSanitized(ValueError):
+    """The markup is not the well-formed output of `sanitize_html`."""
+
+
+class _BlockScanner(HTMLParser):
+    """Finds leaf blocks and their lines in sanitized HTML, with exact offsets into the source."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.source = source
+        self.sequence: list[_Leaf | _Separator] = []
+        self._line_starts = [0, *(i + 1 for i, char in enumerate(source) if char == "\n")]
+        self._open: list[str] = []
+        self._leaf: _Leaf | None = None
+        self._line_text: list[str] = []
+
+    def scan(self) -> list[_Leaf | _Separator]:
+        self.feed(self.source)
+        self.close()
+        if self._open:
+            raise _NotSanitized("unclosed element")
+        return self.sequence
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self._line_starts[line - 1] + column
+
+    def _open_line(self, leaf: _Leaf, start: int) -> None:
+        depth = len(self._open)
+        leaf.lines.append(_Line(start=start, start_depth=depth, lowest_depth=depth))
+        self._line_text = []
+
+    def _close_line(self, leaf: _Leaf, end: int) -> None:
+        line = leaf.lines[-1]
+        line.end = end
+        line.end_depth = len(self._open)
+        line.text = _collapse_whitespace("".join(self._line_text))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        start = self._offset()
+        leaf = self._leaf
+        if tag in _BLOCK_TAGS and tag not in _VOID_TAGS:
+            if leaf is not None:
+                # The candidate holds a block, so it is a container: whatever text it had so far separates.
+                self._close_line(leaf, start)
+                if leaf.key[0] or leaf.media:
+                    self.sequence.append(_Separator())
+            self._open.append(tag)
+            self._leaf = _Leaf(tag=tag, stack_index=len(self._open) - 1, start=start)
+            self._open_line(self._leaf, start + len(self.get_starttag_text() or ""))
+            return
+        if leaf is None:
+            if tag in ("img", "hr"):
+                self.sequence.append(_Separator())
+        elif tag == "br":
+            self._close_line(leaf, start)
+            self._open_line(leaf, start)
+        elif tag == "img":
+            leaf.media.append(dict(attrs).get("src") or "")
+        elif tag == "hr":
+            self.sequence.append(_Separator())
+        if tag not in _VOID_TAGS:
+            self._open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        raise _NotSanitized("self-closing syntax")
+
+    def handle_endtag(self, tag: str) -> None:
+        start = self._offset()
+        end = start + len(tag) + 3
+        if not self._open or self._open[-1] != tag or self.source[start:end] != f"</{tag}>":
+            raise _NotSanitized(f"unexpected </{tag}>")
+        leaf = self._leaf
+        if leaf is not None and leaf.stack_index == len(self._open) - 1:
+            self._close_line(leaf, start)
+            leaf.end = end
+            self.sequence.append(leaf)
+            self._leaf = None
+        self._open.pop()
+        if self._leaf is not None:
+            current = self._leaf.lines[-1]
+            current.lowest_depth = min(current.lowest_depth, len(self._open))
+
+    def handle_data(self, data: str) -> None:
+        if self._leaf is not None:
+            self._line_text.append(data)
+        elif data.strip():
+            self.sequence.append(_Separator())
+
+    def handle_comment(self, data: str) -> None:
+        raise _NotSanitized("comment")
+
+
+def _repeated_lines(leaf: _Leaf) -> list[_Span]:
+    """Lines of one block that repeat the line right before them ("Russia-Ukraine war<br>Russia-Ukraine war")."""
+    spans: list[_Span] = []
+    previous_text: str | None = None
+    for index, line in enumerate(leaf.lines):
+        if index > 0 and line.text and line.text == previous_text and line.balanced:
+            spans.append(_Span(line.start, line.end))
+            continue
+        previous_text = line.text
+    return spans
+
+
+def _cut(markup: str, removals: list[_Span]) -> str:
+    """Delete the spans, and the whitespace right before each, keeping every other byte as it was."""
+    pieces: list[str] = []
+    cursor = 0
+    for span in sorted(removals, key=lambda s: s.start):
+        start = span.start
+        while start > cursor and markup[start - 1].isspace():
+            start -= 1
+        pieces.append(markup[cursor:start])
+        cursor = max(cursor, span.end)
+    pieces.append(markup[cursor:])
+    return "".join(pieces)
+
+
+def collapse_duplicate_blocks(markup: str) -> str:
+    """Remove a block (paragraph, heading, caption, quote) that repeats the block right before it, and a line
+    that repeats the line before it inside one block.
+
+    Copy scraped or pasted from web pages often doubles captions and section labels ("NATO Assistance" under the
+    photo and again below it). Only exact repeats of the visible text (with the same images) that follow each
+    other are removed; list items and table cells, which legitimately repeat, are never removed. The markup is
+    cut, never rebuilt, so what stays is byte-for-byte the input. Expects the output of `sanitize_html`; markup
+    it cannot follow exactly is returned unchanged.
+    """
+    try:
+        sequence = _BlockScanner(markup).scan()
+    except _NotSanitized:
+        return markup
+    removals: list[_Span] = []
+    previous_key: tuple[str, tuple[str, ...]] | None = None
+    for item in sequence:
+        if isinstance(item, _Separator):
+            previous_key = None
+            continue
+        key = item.key
+        if item.tag in _COLLAPSIBLE_BLOCKS and key == previous_key and (key[0] or key[1]):
+            removals.append(_Span(item.start, item.end))
+            continue
+        removals.extend(_repeated_lines(item))
+        previous_key = key
+    return _cut(markup, removals) if removals else markup
