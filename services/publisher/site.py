@@ -1,0 +1,28 @@
+"""What every rendered page needs to know about the site itself.
+
+Rendering is deterministic: the same events and the same `SiteConfig` give the same bytes, so this object is
+the only place the site's identity (name, public address, navigation) enters a page. Changing it means
+re-rendering every page, which the store can do from Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """The site's public identity and list settings, fixed for one deployment."""
+
+    name: str = "Broadsheet"
+    base_url: str = "http://127.0.0.1:8080"
+    tagline: str = "News as it happens, corrected when it changes."
+    default_language: str = "en"
+    page_size: int = 20
+    nav_sections: tuple[tuple[str, str], ...] = ()
+    """(code, name) of the sections linked from every page's header, in display order."""
+
+    @property
+    def origin(self) -> str:
+        """`base_url` without a trailing slash, so `origin + path` never doubles the slash."""
+        return self.base_url.rstrip("/")

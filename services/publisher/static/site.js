@@ -1,0 +1,217 @@
+/*
+ * Broadsheet reader script: progressive enhancement only, every page works without it.
+ *
+ * - "Reply" links set the form's comment_parent instead of reloading the page.
+ * - A submitted comment is remembered in localStorage and, once the server has confirmed it (the redirect
+ *   lands on #comment-pending), shown to its author on that article as "Awaiting moderation" until the
+ *   approved comment is published on the page. Everything is built with textContent: reader text is never parsed as markup.
+ */
+(function () {
+  "use strict";
+
+  var STORE_KEY = "broadsheet:pending-comments";
+  var CONFIRM_WINDOW_MS = 10 * 60 * 1000; // a submission never confirmed by then was refused
+  var KEEP_MS = 14 * 24 * 60 * 60 * 1000; // moderation rarely takes longer; stale notes go away
+  var MAX_KEPT = 20;
+
+  function metaContent(name) {
+    var meta = document.querySelector('meta[name="' + name + '"]');
+    return meta ? meta.getAttribute("content") : null;
+  }
+
+  function loadPending() {
+    try {
+      var parsed = JSON.parse(window.localStorage.getItem(STORE_KEY) || "[]");
+      return Array.isArray(parsed) ? parsed : [];
+    } catch (error) {
+      return [];
+    }
+  }
+
+  function savePending(entries) {
+    try {
+      window.localStorage.setItem(STORE_KEY, JSON.stringify(entries.slice(-MAX_KEPT)));
+    } catch (error) {
+      /* storage full or disabled: the notice from the server still tells the reader */
+    }
+  }
+
+  function isCurrent(entry, now) {
+    if (!entry || typeof entry !== "object" || typeof entry.at !== "number") {
+      return false;
+    }
+    var age = now - entry.at;
+    return entry.confirmed ? age < KEEP_MS : age < CONFIRM_WINDOW_MS;
+  }
+
+  function squash(text) {
+    return String(text || "").replace(/\s+/g, "");
+  }
+
+  function publishedComments() {
+    var found = [];
+    var nodes = document.querySelectorAll("#comments article.comment");
+    for (var i = 0; i < nodes.length; i += 1) {
+      var author = nodes[i].querySelector(".comment-author");
+      var body = nodes[i].querySelector(".comment-body");
+      found.push({
+        author: squash(author ? author.textContent : ""),
+        body: squash(body ? body.textContent : "")
+      });
+    }
+    return found;
+  }
+
+  function isPublished(entry, published) {
+    var author = squash(entry.author);
+    var body = squash(entry.body).slice(0, 200);
+    return published.some(function (comment) {
+      return comment.author === author && comment.body.indexOf(body) !== -1;
+    });
+  }
+
+  function setUpReplies(form) {
+    var parentInput = form.querySelector('input[name="comment_parent"]');
+    var replyingTo = document.getElementById("replying-to");
+    var replyingToName = document.getElementById("replying-to-name");
+    var cancel = document.getElementById("cancel-reply");
+    var textarea = form.querySelector('textarea[name="comment"]');
+    if (!parentInput) {
+      return;
+    }
+
+    function replyTo(commentId, author) {
+      parentInput.value = commentId;
+      if (replyingTo && replyingToName) {
+        replyingToName.textContent = author;
+        replyingTo.hidden = false;
+      }
+    }
+
+    document.addEventListener("click", function (event) {
+      var target = event.target;
+      var link = target && target.closest ? target.closest("a.comment-reply-link") : null;
+      if (!link) {
+        return;
+      }
+      event.preventDefault();
+      replyTo(link.getAttribute("data-comment-id") || "0", link.getAttribute("data-author") || "");
+      document.getElementById("respond").scrollIntoView();
+      if (textarea) {
+        textarea.focus();
+      }
+    });
+
+    if (cancel) {
+      cancel.addEventListener("click", function () {
+        parentInput.value = "0";
+        if (replyingTo) {
+          replyingTo.hidden = true;
+        }
+      });
+    }
+
+    var requested = new URLSearchParams(window.location.search).get("replytocom");
+    if (requested && document.getElementById("comment-" + requested)) {
+      var link = document.querySelector('a.comment-reply-link[data-comment-id="' + CSS.escape(requested) + '"]');
+      replyTo(requested, link ? link.getAttribute("data-author") || "" : "");
+    }
+  }
+
+  function rememberSubmissions(form, guid) {
+    form.addEventListener("submit", function () {
+      var now = Date.now();
+      var entries = loadPending().filter(function (entry) {
+        return isCurrent(entry, now);
+      });
+      entries.push({
+        guid: guid,
+        author: String(form.elements.author ? form.elements.author.value : ""),
+        body: String(form.elements.comment ? form.elements.comment.value : ""),
+        at: now,
+        confirmed: false
+      });
+      savePending(entries);
+    });
+  }
+
+  function pendingComment(entry) {
+    var item = document.createElement("li");
+    var article = document.createElement("article");
+    article.className = "comment comment-awaiting";
+    var meta = document.createElement("footer");
+    meta.className = "comment-meta";
+    var author = document.createElement("p");
+    author.className = "comment-author";
+    author.textContent = entry.author;
+    var status = document.createElement("p");
+    status.className = "comment-status";
+    status.textContent = "Awaiting moderation";
+    meta.appendChild(author);
+    meta.appendChild(status);
+    var body = document.createElement("div");
+    body.className = "comment-body";
+    String(entry.body).split(/\n\s*\n/).forEach(function (paragraph) {
+      if (paragraph.trim()) {
+        var p = document.createElement("p");
+        p.textContent = paragraph.trim();
+        body.appendChild(p);
+      }
+    });
+    article.appendChild(meta);
+    article.appendChild(body);
+    item.appendChild(article);
+    return item;
+  }
+
+  function showOwnPending(guid) {
+    var now = Date.now();
+    var justConfirmed = window.location.hash === "#comment-pending";
+    var published = publishedComments();
+    var entries = loadPending()
+      .filter(function (entry) {
+        return isCurrent(entry, now);
+      })
+      .map(function (entry) {
+        if (justConfirmed && entry.guid === guid && !entry.confirmed) {
+          entry.confirmed = true;
+        }
+        return entry;
+      })
+      .filter(function (entry) {
+        return !(entry.guid === guid && entry.confirmed && isPublished(entry, published));
+      });
+    savePending(entries);
+
+    var mine = entries.filter(function (entry) {
+      return entry.guid === guid && entry.confirmed;
+    });
+    var section = document.getElementById("comments");
+    if (!mine.length || !section) {
+      return;
+    }
+    var list = document.createElement("ol");
+    list.className = "comment-list pending-comments";
+    mine.forEach(function (entry) {
+      list.appendChild(pendingComment(entry));
+    });
+    section.appendChild(list);
+  }
+
+  function start() {
+    var guid = metaContent("broadsheet:guid");
+    var form = document.getElementById("commentform");
+    if (!guid || !form) {
+      return;
+    }
+    setUpReplies(form);
+    rememberSubmissions(form, guid);
+    showOwnPending(guid);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
