@@ -1,0 +1,43 @@
+# The two commands a newcomer needs are `make run` and `make test`; the rest is for daily work.
+SHELL := /bin/bash
+PY := .venv/bin/python
+LOCAL := deploy/local
+
+.PHONY: run test up down status setup lint chaos bench clean
+
+run: ## install what is missing, start everything, load sample drafts, print the reader URL (Ctrl-C stops)
+	@$(LOCAL)/bootstrap.sh
+	@$(LOCAL)/stack.sh run
+
+test: ## the whole suite, real Kafka and Redis included
+	@$(LOCAL)/bootstrap.sh --test
+	@$(LOCAL)/stack.sh infra
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+up: ## start in the background whatever is not running; returns when all is ready
+	@$(LOCAL)/bootstrap.sh
+	@$(LOCAL)/stack.sh up
+
+down: ## stop the services, Kafka and Redis
+	@$(LOCAL)/stack.sh down
+
+status:
+	@$(LOCAL)/stack.sh status
+
+setup:
+	@$(LOCAL)/bootstrap.sh --test
+
+lint: setup
+	$(PY) -m ruff check shared services tests bench
+	$(PY) -m mypy shared services
+
+chaos: setup ## the full fault-injection matrix
+	@$(LOCAL)/stack.sh infra
+	$(PY) -m pytest -m chaos tests/chaos --chaos-profile=long
+
+bench: setup
+	@$(LOCAL)/stack.sh infra
+	@for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: down
+	rm -rf .run

@@ -1,0 +1,268 @@
+"""Keeps every article's Check Also links right as the archive changes, on any number of replicas.
+
+How work and state are split:
+- every replica reads the whole articles topic (no consumer group) into its own in-memory index, so every
+  replica computes the same links for the same archive: the links are a function of the log, not of how many
+  replicas there are;
+- every replica also reads the related topic (compacted: the last links emitted per guid) to know what is
+  already published;
+- the consumer group `broadsheet-related` on the articles topic decides who *emits*: a replica emits the links
+  of a guid only when the guid's partition is assigned to it, and only when they differ from the last emitted.
+  On a rebalance, the new owner reconciles its partitions (emits what differs), so nothing is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import nh3
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.partitioner import murmur2
+from faststream.kafka import KafkaBroker
+from pydantic import TypeAdapter, ValidationError
+
+from services.related.config import RelatedSettings
+from services.related.engine import Link, RelatedDoc, RelatedEngine
+from shared import topics
+from shared.cli import client_options
+from shared.contracts import (
+    ArticleEvent,
+    ArticleKilled,
+    ArticlePublished,
+    ArticleWithdrawn,
+    RelatedLink,
+    RelatedLinksUpdated,
+)
+from shared.kafka import BatchRunner, Outbox, group_id, topic_name
+from shared.logging import get_logger
+from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES
+
+log = get_logger(__name__)
+SERVICE = "related"
+ARTICLE_EVENT: TypeAdapter[ArticlePublished | ArticleWithdrawn | ArticleKilled] = TypeAdapter(ArticleEvent)
+RELATED_EVENT = TypeAdapter(RelatedLinksUpdated)
+
+
+def plain_text(body_html: str) -> str:
+    return " ".join(html.unescape(nh3.clean(body_html, tags=set())).split())
+
+
+def doc_of(article: ArticlePublished) -> RelatedDoc:
+    tags = tuple(sorted({t.code for t in article.tags}))
+    return RelatedDoc(
+        guid=article.guid,
+        story_root=article.story_root,
+        headline=article.headline,
+        excerpt=article.excerpt,
+        url_path=article.url_path,
+        text=plain_text(article.body_html),
+        tags=tags,
+        section=article.section.code,
+        published_at=article.date_published.timestamp(),
+    )
+
+
+def as_public_links(links: Iterable[Link]) -> list[RelatedLink]:
+    return [
+        RelatedLink(guid=l.guid, url_path=l.url_path, headline=l.headline, excerpt=l.excerpt,
+                    score=round(l.score, 6))
+        for l in links
+    ]
+
+
+def link_signature(links: Iterable[RelatedLink]) -> tuple[tuple[str, str, str, str], ...]:
+    """What a reader sees of a list; scores are left out so that re-ranking noise does not re-render pages."""
+    return tuple((l.guid, l.url_path, l.headline, l.excerpt) for l in links)
+
+
+class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: RelatedWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        for tp in revoked:
+            self.worker.owned.discard(tp.partition)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        new = {tp.partition for tp in assigned}
+        self.worker.owned |= new
+        self.worker.to_reconcile |= new
+
+
+class RelatedWorker:
+    def __init__(self, settings: RelatedSettings, broker: KafkaBroker, runner: BatchRunner) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.runner = runner
+        options: dict[str, Any] = {"k": settings.related_k}
+        if settings.related_min_score is not None:
+            options["min_score"] = settings.related_min_score
+        self.engine = RelatedEngine(**options)
+        self.articles_topic = topic_name(settings, topics.ARTICLES)
+        self.related_topic = topic_name(settings, topics.RELATED)
+        self.partitions = settings.kafka_partitions
+        self.owned: set[int] = set()
+        self.to_reconcile: set[int] = set()
+        self.emitted: dict[str, tuple[tuple[str, str, str, str], ...]] = {}
+        self.article_versions: dict[str, int] = {}
+        self.caught_up = False
+        self.invalid: list[tuple[ConsumerRecord[Any, Any], str]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consumers: list[AIOKafkaConsumer] = []
+
+    def partition_of(self, guid: str) -> int:
+        return int(murmur2(guid.encode()) & 0x7FFFFFFF) % self.partitions
+
+    async def start(self) -> None:
+        options = client_options(self.settings)
+        self.archive = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                        max_partition_fetch_bytes=4 * 1024 * 1024, **options)
+        self.published = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **options)
+        self.members = AIOKafkaConsumer(
+            group_id=group_id(self.settings, SERVICE), enable_auto_commit=False, auto_offset_reset="latest",
+            session_timeout_ms=20_000, max_poll_interval_ms=300_000, **options,
+        )
+        self._consumers = [self.archive, self.published, self.members]
+        for consumer in self._consumers:
+            await consumer.start()
+        self.partitions = len(await self._partitions(self.archive, self.articles_topic)) or self.partitions
+        self.archive.assign([TopicPartition(self.articles_topic, p) for p in range(self.partitions)])
+        related_parts = await self._partitions(self.published, self.related_topic)
+        self.published.assign([TopicPartition(self.related_topic, p) for p in related_parts])
+        self.members.subscribe([self.articles_topic], listener=Ownership(self))
+        self._tasks = [
+            asyncio.create_task(self._follow_published(), name="related-published"),
+            asyncio.create_task(self._follow_archive(), name="related-archive"),
+            asyncio.create_task(self._keep_membership(), name="related-membership"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for consumer in self._consumers:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    @staticmethod
+    async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+        for _ in range(50):
+            parts = consumer.partitions_for_topic(topic)
+            if parts:
+                return sorted(parts)
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"topic {topic} not found; create the topics first (broadsheet topics create)")
+
+    async def ready(self) -> tuple[bool, str]:
+        return self.caught_up, f"{len(self.engine)} articles indexed, {len(self.owned)} partitions owned"
+
+    # --- loops ----------------------------------------------------------------------------------------------
+
+    async def _follow_published(self) -> None:
+        while True:
+            batches = await self.published.getmany(timeout_ms=500, max_records=2000)
+            for records in batches.values():
+                for record in records:
+                    key = record.key.decode() if record.key else ""
+                    if record.value is None:
+                        self.emitted.pop(key, None)
+                        continue
+                    try:
+                        event = RELATED_EVENT.validate_json(record.value)
+                    except ValidationError:
+                        continue
+                    self.emitted[event.guid] = link_signature(event.links)
+
+    async def _keep_membership(self) -> None:
+        """Stay in the group (ownership) and report lag; the group's offsets follow the archive reader."""
+        while True:
+            await self.members.getmany(timeout_ms=1000, max_records=1)
+            if not self.caught_up:
+                continue
+            for tp in self.members.assignment():
+                position = await self.archive.position(TopicPartition(self.articles_topic, tp.partition))
+                with contextlib.suppress(Exception):
+                    await self.members.commit({tp: position})
+                highwater = self.archive.highwater(TopicPartition(self.articles_topic, tp.partition))
+                if highwater is not None:
+                    CONSUMER_LAG.labels(SERVICE, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    async def _follow_archive(self) -> None:
+        end_offsets = await self.archive.end_offsets(list(self.archive.assignment()))
+        await self.archive.seek_to_beginning()
+        started = time.perf_counter()
+        while True:
+            batches = await self.archive.getmany(timeout_ms=200, max_records=2000)
+            changed: dict[str, tuple[Link, ...]] = {}
+            for records in batches.values():
+                for record in records:
+                    changed.update(self._apply(record))
+            if not self.caught_up and await self._reached_all(end_offsets):
+                self.caught_up = True
+                log.info("index rebuilt from the log", articles=len(self.engine),
+                         seconds=round(time.perf_counter() - started, 2))
+                self.to_reconcile |= self.owned
+            if not self.caught_up:
+                continue
+            await self._emit_changes(changed)
+
+    async def _reached_all(self, end_offsets: Mapping[TopicPartition, int]) -> bool:
+        for tp, offset in end_offsets.items():
+            if int(await self.archive.position(tp)) < offset:
+                return False
+        return True
+
+    def _apply(self, record: ConsumerRecord[Any, Any]) -> Mapping[str, tuple[Link, ...]]:
+        started = time.perf_counter()
+        try:
+            event = ARTICLE_EVENT.validate_json(record.value or b"")
+        except ValidationError as exc:
+            self.invalid.append((record, repr(exc)[:500]))
+            return {}
+        if event.version <= self.article_versions.get(event.guid, -1):
+            MESSAGES.labels(SERVICE, record.topic, "stale").inc()
+            return {}
+        self.article_versions[event.guid] = event.version
+        if isinstance(event, ArticlePublished):
+            changed = self.engine.upsert(doc_of(event))
+        else:
+            changed = self.engine.remove(event.guid)
+        MESSAGES.labels(SERVICE, record.topic, "processed").inc()
+        HANDLER_SECONDS.labels(SERVICE, record.topic).observe(time.perf_counter() - started)
+        return changed
+
+    async def _emit_changes(self, changed: Mapping[str, tuple[Link, ...]]) -> None:
+        outbox = Outbox(self.broker)
+        reconcile, self.to_reconcile = self.to_reconcile, set()
+        candidates = dict(changed)
+        if reconcile:
+            for guid in list(self.article_versions):
+                if self.partition_of(guid) in reconcile and guid not in candidates:
+                    candidates[guid] = self.engine.links(guid)
+            for guid in list(self.emitted):
+                if self.partition_of(guid) in reconcile and guid not in candidates:
+                    candidates[guid] = self.engine.links(guid)
+        for guid, links in sorted(candidates.items()):
+            if self.partition_of(guid) not in self.owned:
+                continue
+            public = as_public_links(links)
+            signature = link_signature(public)
+            if self.emitted.get(guid) == signature or (not signature and guid not in self.emitted):
+                continue
+            event = RelatedLinksUpdated(guid=guid, links=public, article_version=self.article_versions.get(guid, 0))
+            await outbox.send(self.related_topic, guid, event)
+            self.emitted[guid] = signature
+        invalid, self.invalid = self.invalid, []
+        for record, reason in invalid:
+            if record.partition in self.owned:
+                await self.runner.dead_letter(record, outbox, "invalid_event", reason, (), 1)
+        await outbox.flush()

@@ -1,0 +1,90 @@
+"""Session fixtures for tests against the real Kafka and Redis that `make test` starts.
+
+Tests marked `real` or `e2e` FAIL (never skip) when Kafka or Redis is down: a green run must mean the system
+was exercised. Each session works in its own topic prefix and Redis namespace, so runs never see each other's
+data (and never a developer's `make run` data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import ServiceStack, kafka_answers, redis_answers
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/tests/e2e/" in str(item.path) or "/tests/real/" in str(item.path):
+            item.add_marker(pytest.mark.real)
+
+
+@pytest.fixture(scope="session")
+def infra() -> dict[str, str]:
+    problems = []
+    if not kafka_answers(KAFKA):
+        problems.append(f"Kafka does not answer on {KAFKA}")
+    if not redis_answers(REDIS):
+        problems.append(f"Redis does not answer on {REDIS}")
+    if problems:
+        pytest.fail("; ".join(problems) + " — start them with `deploy/local/stack.sh infra` (make test does)")
+    return {"kafka": KAFKA, "redis": REDIS}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+    """The four services as real processes, on free ports, in a private topic prefix and Redis namespace."""
+    run_id = uuid.uuid4().hex[:8]
+    stack = ServiceStack(
+        kafka=infra["kafka"],
+        redis=infra["redis"],
+        prefix=f"t{run_id}.",
+        namespace=f"t{run_id}",
+        ports={name: free_port() for name in ("publisher", "ingest", "comments", "related")},
+        log_dir=tmp_path_factory.mktemp("service-logs"),
+    )
+    asyncio.run(stack.create_topics())
+    stack.start_all()
+    try:
+        stack.wait_ready(timeout=60)
+        yield stack
+    finally:
+        stack.stop_all()
+        asyncio.run(stack.delete_topics())
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is not present: the shared research data ships beside the repo in CI only")
+    return SHARED_DATA
+
+
+@pytest.fixture
+async def producer(infra: dict[str, str]) -> AsyncIterator[object]:
+    """A plain aiokafka producer, deliberately not the project's own producing code."""
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(bootstrap_servers=infra["kafka"], acks="all", max_request_size=4 * 1024 * 1024)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()

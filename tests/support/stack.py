@@ -1,0 +1,187 @@
+"""Start and stop the services as real processes for end-to-end tests, and talk to them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from shared import topics
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = ("ingest", "related", "comments", "publisher")
+INGEST_TOKEN = "test-ingest-token"
+MODERATION_TOKEN = "test-moderation-token"
+PUSH_KEY = "test-push-key"
+FORM_SECRET = "test-form-secret"
+
+
+def kafka_answers(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def redis_answers(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG") or s.recv(16).startswith(b"-NOAUTH")
+    except OSError:
+        return False
+
+
+@dataclass
+class ServiceStack:
+    kafka: str
+    redis: str
+    prefix: str
+    namespace: str
+    ports: dict[str, int]
+    log_dir: Path
+    processes: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def url(self, service: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    def env(self, service: str, instance: int = 0) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "REDIS_URL": self.redis,
+            "KAFKA_TOPIC_PREFIX": self.prefix,
+            "REDIS_NAMESPACE": self.namespace,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "ENVIRONMENT": "test",
+            "INGEST_TOKEN": INGEST_TOKEN,
+            "MODERATION_TOKEN": MODERATION_TOKEN,
+            "SUPERDESK_PUSH_KEY": PUSH_KEY,
+            "COMMENT_FORM_SECRET": FORM_SECRET,
+            "SITE_BASE_URL": self.url("publisher"),
+            "PUBLISHER_HTTP_PORT": str(self.ports["publisher"]),
+            "INGEST_HTTP_PORT": str(self.ports["ingest"]),
+            "COMMENTS_HTTP_PORT": str(self.ports["comments"]),
+            "RELATED_HTTP_PORT": str(self.ports["related"]),
+            **self.extra_env,
+        }
+        if instance:
+            env[f"{service.upper()}_HTTP_PORT"] = str(self.ports.get(f"{service}-{instance}", 0))
+            env["INSTANCE_ID"] = f"{service}-{instance}"
+        return env
+
+    async def create_topics(self) -> None:
+        await topics.ensure_topics(self.kafka, prefix=self.prefix, partitions=12)
+
+    async def delete_topics(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(self.prefix)]
+            if names:
+                await admin.delete_topics(names)
+        except Exception:  # noqa: S110 - best effort clean-up of a test prefix
+            pass
+        finally:
+            await admin.close()
+
+    def start(self, service: str, instance: int = 0) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{service}-{instance}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"],
+            cwd=REPO, env=self.env(service, instance), stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.processes.setdefault(service, []).append(proc)
+        return proc
+
+    def start_all(self) -> None:
+        for service in SERVICES:
+            self.start(service)
+
+    def wait_ready(self, timeout: float = 60, services: tuple[str, ...] = SERVICES) -> None:
+        deadline = time.monotonic() + timeout
+        for service in services:
+            while True:
+                for proc in self.processes.get(service, []):
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{service} exited with {proc.returncode}:\n{self.log(service)[-3000:]}")
+                try:
+                    if httpx.get(self.url(service, "/readyz"), timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} not ready in {timeout}s:\n{self.log(service)[-3000:]}")
+                time.sleep(0.2)
+
+    def log(self, service: str, instance: int = 0) -> str:
+        path = self.log_dir / f"{service}-{instance}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_lines(self, service: str, instance: int = 0) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log(service, instance).splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+        return lines
+
+    def stop(self, service: str, sig: int = signal.SIGTERM, timeout: float = 30) -> list[int]:
+        """Signal every instance of `service` and wait for it; returns the exit codes."""
+        procs = self.processes.pop(service, [])
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        codes = []
+        for proc in procs:
+            try:
+                codes.append(proc.wait(timeout=timeout))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(proc.wait())
+        return codes
+
+    def stop_all(self) -> None:
+        procs = [p for group in self.processes.values() for p in group]
+        self.processes.clear()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    async def wait_for(self, predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = await predicate()
+            if last:
+                return last
+            await asyncio.sleep(interval)
+        return last
