@@ -329,16 +329,25 @@ class BatchRunner:
 
 
 def subscribe(
-    runner: BatchRunner, topic: str, handler: Handler, *, member: str, description: str, max_records: int = 500
+    runner: BatchRunner,
+    handlers: Mapping[str, Handler],
+    *,
+    member: str = "main",
+    description: str,
+    max_records: int = 500,
 ) -> None:
-    """Declare a batch subscriber in the service's consumer group that feeds `handler` through `runner`."""
+    """Declare one batch subscriber (one consumer, one group member) over several topics, each record going to
+    its topic's handler through `runner`. One consumer per process keeps rebalances rare and cheap."""
     options = consumer_options(runner.settings, runner.service, member=member, max_records=max_records)
     subscriber = runner.broker.subscriber(
-        topic, **options, title=f"{runner.service}:{member}", description=description
+        *handlers, **options, title=f"{runner.service}:{member}", description=description
     )
 
+    async def dispatch(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
+        return await handlers[record.topic](record, outbox)
+
     async def consume(_: Any, message: KafkaMessage) -> None:
-        await runner.run(records_of(message), handler)
+        await runner.run(records_of(message), dispatch)
 
     consume.__name__ = f"consume_{member}"
     subscriber(consume)

@@ -17,7 +17,7 @@ def create_app(settings: CommentsSettings | None = None) -> ServiceApp:
     runtime = build_runtime(SERVICE, settings)
     articles = ArticleStates(runtime.redis, settings.redis_namespace)
     subscribe(
-        runtime.runner, topic_name(settings, topics.ARTICLES), articles.on_record, member="articles",
+        runtime.runner, {topic_name(settings, topics.ARTICLES): articles.on_record},
         description="Article lifecycle: comments are accepted only on known, live, open articles.",
     )
     return runtime.app()

@@ -45,6 +45,6 @@ def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner) 
                 return outcome
 
     subscribe(
-        runner, topic_name(settings, topics.DRAFTS), on_draft, member="drafts",
+        runner, {topic_name(settings, topics.DRAFTS): on_draft},
         description="ninjs drafts from newsroom systems, validated, sanitized and turned into article events.",
     )

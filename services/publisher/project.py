@@ -1,19 +1,42 @@
 """Keeps the public site in Redis in step with the events: every change re-renders every page that shows it.
 
-The read path never renders; this module is the only writer of pages. Each write is fenced by the stamp of the
-state it was rendered from (see `store.py`), so replays, duplicates and stale consumers change nothing.
+The read path never renders; this module is the only writer of pages. For each batch of records the
+handlers apply the events to the article state (fenced by version, offset or revision in `store.py`) and mark
+what became dirty; `flush` then renders each dirty page once, from the state as stored at that moment, and
+writes it fenced by the stamp of that state — so replays, duplicates and stale consumers change nothing.
+
+Lists (home, sections, authors, tags) are sorted sets ranked from the oldest article. Their archive pages are
+numbered from the oldest too, so a new story re-renders the front of each list it is in and its newest archive
+page, not every page of the list; only a kill or a back-dated story shifts the pages after it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import TypeAdapter
 
-from services.publisher.render import Summary, render_article, render_error
+from services.publisher.render import (
+    Summary,
+    feed_path,
+    page_path,
+    path_segment,
+    render_article,
+    render_error,
+    render_listing,
+    render_news_sitemap,
+    render_robots,
+    render_rss,
+    render_sitemap,
+    render_sitemap_index,
+)
 from services.publisher.site import SiteConfig
-from services.publisher.store import Page, PublisherStore, http_date
+from services.publisher.store import ListChange, Page, PublisherStore, http_date
 from shared.contracts import (
     ArticleKilled,
     ArticlePublished,
@@ -26,72 +49,159 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 LINKS = TypeAdapter(list[RelatedLink])
+FEED_ITEMS = 30
+SITEMAP_CHUNK = 1000
+NEWS_WINDOW_SECONDS = 48 * 3600
+NEWS_MAX_ITEMS = 1000
+ListKind = Literal["home", "section", "author", "tag"]
 
 
 def redirect_path(guid: str) -> str:
     return f"/a/{guid}"
 
 
+def lists_of(article: ArticlePublished) -> dict[str, str]:
+    """The lists an article appears in, with each list's title."""
+    names = {"home": "Latest", f"section:{article.section.code}": article.section.name}
+    for author in article.authors:
+        names[f"author:{author.slug}"] = author.name
+    for tag in article.tags:
+        names[f"tag:{tag.code}"] = tag.name
+    return names
+
+
+def list_path(name: str) -> str:
+    kind, _, key = name.partition(":")
+    return "/" if kind == "home" else f"/{kind}/{path_segment(key)}"
+
+
+def list_kind(name: str) -> ListKind:
+    kind = name.partition(":")[0]
+    if kind in ("home", "section", "author", "tag"):
+        return kind  # type: ignore[return-value]
+    raise ValueError(f"unknown list {name!r}")
+
+
+@dataclass
+class Dirty:
+    """What one batch changed; rendered once per batch."""
+
+    articles: set[str] = field(default_factory=set)
+    lists: dict[str, list[ListChange]] = field(default_factory=dict)
+    sitemap_from_rank: int | None = None
+
+    def list_changed(self, name: str, change: ListChange) -> None:
+        if not change.changed:
+            return
+        self.lists.setdefault(name, []).append(change)
+        if name == "home":
+            ranks = [r for r in (change.old_rank, change.new_rank) if r >= 0]
+            low = min(ranks) if ranks else 0
+            self.sitemap_from_rank = low if self.sitemap_from_rank is None else min(self.sitemap_from_rank, low)
+
+    def __bool__(self) -> bool:
+        return bool(self.articles or self.lists)
+
+
 class Projector:
     def __init__(self, store: PublisherStore, site: SiteConfig) -> None:
         self.store = store
         self.site = site
-        self.gone_page = render_error(410, site)
-        self.missing_page = render_error(404, site)
+        self.page_size = site.page_size
+        self.gone_page = Page(410, render_error(410, site))
+        self.missing_page = Page(404, render_error(404, site))
 
     # --- events ---------------------------------------------------------------------------------------------
 
-    async def article_published(self, event: ArticlePublished) -> str:
+    async def article_published(self, event: ArticlePublished, dirty: Dirty) -> str:
         stamp = await self.store.apply_article(
             event.guid, event.version, "published", event.url_path, event.model_dump_json()
         )
+        await self.reconcile(event.guid, dirty)
         if stamp == 0:
             return "stale"
-        await self.store.redis.set(self.store.article_key(event.guid, "summary"), Summary.of(event).to_json())
-        await self.render_article_page(event.guid)
         await self._redirects(event.guid, stamp, event.url_path, event.previous_paths)
         return "processed"
 
-    async def article_killed(self, event: ArticleKilled) -> str:
-        meta = await self.store.meta(event.guid)
-        stamp = await self.store.apply_article(event.guid, event.version, "killed", event.url_path or "", "")
-        if stamp == 0:
-            return "stale"
-        gone = Page(410, self.gone_page)
-        for path in self._public_paths(meta, event.url_path):
-            await self.store.write_page(path, event.guid, stamp, gone)
-        await self.store.write_page(redirect_path(event.guid), event.guid, stamp, gone)
-        return "processed"
+    async def article_killed(self, event: ArticleKilled, dirty: Dirty) -> str:
+        return await self._take_down(event.guid, event.version, "killed", event.url_path, self.gone_page, dirty)
 
-    async def article_withdrawn(self, event: ArticleWithdrawn) -> str:
-        meta = await self.store.meta(event.guid)
-        stamp = await self.store.apply_article(event.guid, event.version, "withdrawn", event.url_path or "", "")
-        if stamp == 0:
-            return "stale"
-        missing = Page(404, self.missing_page)
-        for path in self._public_paths(meta, event.url_path):
-            await self.store.write_page(path, event.guid, stamp, missing)
-        await self.store.write_page(redirect_path(event.guid), event.guid, stamp, missing)
-        return "processed"
+    async def article_withdrawn(self, event: ArticleWithdrawn, dirty: Dirty) -> str:
+        return await self._take_down(
+            event.guid, event.version, "withdrawn", event.url_path, self.missing_page, dirty
+        )
 
-    async def related_updated(self, event: RelatedLinksUpdated, offset: int) -> str:
+    async def related_updated(self, event: RelatedLinksUpdated, offset: int, dirty: Dirty) -> str:
         links_json = json.dumps([link.model_dump(mode="json") for link in event.links], sort_keys=True)
         stamp = await self.store.apply_related(event.guid, offset, links_json)
-        if stamp == 0:
-            return "stale"
-        await self.render_article_page(event.guid)
-        return "processed"
+        dirty.articles.add(event.guid)
+        return "stale" if stamp == 0 else "processed"
 
-    async def comment_decided(self, event: CommentDecided) -> str:
+    async def comment_decided(self, event: CommentDecided, dirty: Dirty) -> str:
         stamp = await self.store.apply_comment(event.article_guid, event.id, event.revision, event.model_dump_json())
         if stamp == 0:
             return "stale"
         if stamp < 0:
             return "held"
-        await self.render_article_page(event.article_guid)
+        dirty.articles.add(event.article_guid)
         return "processed"
 
+    async def _take_down(
+        self, guid: str, version: int, status: str, url_path: str | None, page: Page, dirty: Dirty
+    ) -> str:
+        stamp = await self.store.apply_article(guid, version, status, url_path or "", "")
+        await self.reconcile(guid, dirty)
+        if stamp == 0:
+            return "stale"
+        meta, article_json, _, _ = await self.store.article_bundle(guid)
+        paths = {p for p in (meta.get("url_path"), url_path) if p}
+        if article_json:
+            paths.update(ArticlePublished.model_validate_json(article_json).previous_paths)
+        for path in sorted(paths):
+            await self.store.write_page(path, guid, stamp, page)
+        await self.store.write_page(redirect_path(guid), guid, stamp, page)
+        return "processed"
+
+    async def reconcile(self, guid: str, dirty: Dirty) -> None:
+        """Bring the article's list memberships and summary in line with its state as stored now.
+
+        Idempotent, and run even for a stale event: a consumer that crashed between the state write and this
+        step finishes the job when the event is delivered again."""
+        meta, article_json, _, _ = await self.store.article_bundle(guid)
+        current = set(json.loads(meta.get("lists") or "[]"))
+        if meta.get("status") == "published" and article_json:
+            article = ArticlePublished.model_validate_json(article_json)
+            summary_json = Summary.of(article).to_json()
+            previous = await self.store.swap_summary(guid, summary_json)
+            summary_changed = previous is None or previous.decode() != summary_json
+            target = lists_of(article)
+            score = article.date_published.timestamp()
+            for name in sorted(current - set(target)):
+                dirty.list_changed(name, await self.store.list_remove(name, guid))
+            for name, title in sorted(target.items()):
+                change = await self.store.list_upsert(name, guid, score, force=summary_changed, title=title)
+                dirty.list_changed(name, change)
+            if set(target) != current:
+                await self.store.set_lists(guid, list(target))
+            dirty.articles.add(guid)
+        else:
+            for name in sorted(current):
+                dirty.list_changed(name, await self.store.list_remove(name, guid))
+            if current:
+                await self.store.set_lists(guid, [])
+            await self.store.swap_summary(guid, None)
+
     # --- rendering ------------------------------------------------------------------------------------------
+
+    async def flush(self, dirty: Dirty) -> None:
+        """Article pages first (they are what readers wait for), then lists, feeds and sitemaps."""
+        for guid in sorted(dirty.articles):
+            await self.render_article_page(guid)
+        for name, changes in sorted(dirty.lists.items()):
+            await self.render_list(name, changes)
+        if dirty.sitemap_from_rank is not None:
+            await self.render_sitemaps(dirty.sitemap_from_rank)
+            await self.render_news_sitemap()
 
     async def render_article_page(self, guid: str) -> bool:
         """Render from the state as stored now (read atomically), fenced by the stamp of that state."""
@@ -105,14 +215,130 @@ class Projector:
         page = Page(200, body, last_modified=http_date(article.date_modified))
         return await self.store.write_page(article.url_path, guid, int(meta["stamp"]), page)
 
+    def bucket_of(self, rank: int) -> int:
+        return rank // self.page_size + 1
+
+    def buckets(self, count: int) -> int:
+        return (count + self.page_size - 1) // self.page_size
+
+    def _dirty_buckets(self, changes: Iterable[ListChange]) -> set[int]:
+        pages: set[int] = set()
+        for change in changes:
+            if change.old_rank == change.new_rank:
+                pages.add(self.bucket_of(change.new_rank))
+                continue
+            low = min(r for r in (change.old_rank, change.new_rank) if r >= 0)
+            last = self.buckets(max(change.count_before, change.count_after))
+            pages.update(range(max(1, self.bucket_of(low) - 1), last + 1))
+        return pages
+
+    async def render_list(self, name: str, changes: Sequence[ListChange]) -> None:
+        pages = self._dirty_buckets(changes)
+        await self.render_list_front(name)
+        for page in sorted(pages):
+            await self.render_list_page(name, page)
+        if name == "home" or name.startswith("section:"):
+            await self.render_feed(name)
+
+    async def _summaries(self, guids: Sequence[str]) -> list[Summary]:
+        raws = await self.store.summaries(guids)
+        return [Summary.from_json(raw) for raw in raws if raw is not None]
+
+    async def render_list_front(self, name: str) -> None:
+        head = await self.store.list_slice(name, -self.page_size, -1)
+        items = list(reversed(await self._summaries(head.guids)))
+        path = list_path(name)
+        older = None
+        if head.count > self.page_size:
+            older = page_path(path, self.bucket_of(head.count - self.page_size - 1))
+        body = render_listing(
+            kind=list_kind(name), title=head.title or "Latest", path=path, items=items, page=0,
+            newer_url=None, older_url=older, site=self.site,
+        )
+        await self._write_list_page(path, name, head.stamp, body, items)
+
+    async def render_list_page(self, name: str, page: int) -> None:
+        start = (page - 1) * self.page_size
+        chunk = await self.store.list_slice(name, start, start + self.page_size - 1)
+        path = list_path(name)
+        target = page_path(path, page)
+        if not chunk.guids:
+            await self.store.write_page(target, f"list:{name}", chunk.stamp, self.missing_page)
+            return
+        items = list(reversed(await self._summaries(chunk.guids)))
+        last = self.buckets(chunk.count)
+        newer = page_path(path, page + 1) if page < last else path
+        older = page_path(path, page - 1) if page > 1 else None
+        body = render_listing(
+            kind=list_kind(name), title=chunk.title, path=path, items=items, page=page,
+            newer_url=newer, older_url=older, site=self.site,
+        )
+        await self._write_list_page(target, name, chunk.stamp, body, items)
+
+    async def _write_list_page(self, path: str, name: str, stamp: int, body: bytes, items: Sequence[Summary]) -> None:
+        newest = max((i.date_modified for i in items), default=None)
+        page = Page(200, body, last_modified=http_date(newest) if newest else "")
+        await self.store.write_page(path, f"list:{name}", stamp, page)
+
+    async def render_feed(self, name: str) -> None:
+        head = await self.store.list_slice(name, -FEED_ITEMS, -1)
+        items = list(reversed(await self._summaries(head.guids)))
+        path = list_path(name)
+        title = self.site.name if name == "home" else f"{head.title} — {self.site.name}"
+        body = render_rss(title=title, path=path, items=items, site=self.site)
+        newest = max((i.date_modified for i in items), default=None)
+        page = Page(200, body, "application/rss+xml; charset=utf-8", http_date(newest) if newest else "")
+        await self.store.write_page(feed_path(path), f"feed:{name}", head.stamp, page)
+
+    async def render_sitemaps(self, from_rank: int) -> None:
+        """`/sitemap.xml` is an index of `/sitemaps/{n}.xml` files of at most 1,000 URLs, oldest first, so a
+        new story rewrites only the newest file and the index."""
+        total = (await self.store.list_slice("home", 0, 0)).count
+        chunks = (total + SITEMAP_CHUNK - 1) // SITEMAP_CHUNK
+        first = from_rank // SITEMAP_CHUNK + 1
+        lastmods: dict[int, str] = {}
+        stamp = 0
+        for n in range(first, max(chunks, first) + 1):
+            start = (n - 1) * SITEMAP_CHUNK
+            chunk = await self.store.list_slice("home", start, start + SITEMAP_CHUNK - 1)
+            stamp = chunk.stamp
+            path = f"/sitemaps/{n}.xml"
+            if not chunk.guids:
+                await self.store.write_page(path, "sitemap", chunk.stamp, self.missing_page)
+                continue
+            items = await self._summaries(chunk.guids)
+            body = render_sitemap([(i.url_path, i.date_modified) for i in items], self.site)
+            newest = max(i.date_modified for i in items)
+            lastmods[n] = newest.isoformat()
+            page = Page(200, body, "application/xml; charset=utf-8", http_date(newest))
+            await self.store.write_page(path, "sitemap", chunk.stamp, page)
+        known = await self.store.sitemap_lastmods(lastmods)
+        entries = [
+            (f"/sitemaps/{n}.xml", datetime.fromisoformat(known[n])) for n in range(1, chunks + 1) if n in known
+        ]
+        body = render_sitemap_index(entries, self.site)
+        await self.store.write_page(
+            "/sitemap.xml", "sitemap", stamp, Page(200, body, "application/xml; charset=utf-8")
+        )
+
+    async def render_news_sitemap(self, now: float | None = None) -> None:
+        """Google News wants the last 48 hours only; a timer also calls this so stories age out on time."""
+        now = now or time.time()
+        recent = await self.store.list_since("home", now - NEWS_WINDOW_SECONDS, NEWS_MAX_ITEMS)
+        items = list(reversed(await self._summaries(recent.guids)))
+        body = render_news_sitemap(items, self.site)
+        page = Page(200, body, "application/xml; charset=utf-8")
+        await self.store.write_page("/news-sitemap.xml", "news-sitemap", recent.stamp, page)
+
+    async def write_site_pages(self) -> None:
+        """Pages that depend only on the site's configuration (written at start-up, same on every replica)."""
+        stamp = int(datetime.now(UTC).timestamp())
+        robots = Page(200, render_robots(self.site), "text/plain; charset=utf-8")
+        await self.store.write_page("/robots.txt", "site", stamp, robots)
+
     async def _redirects(self, guid: str, stamp: int, url_path: str, previous_paths: Sequence[str]) -> None:
         moved = Page(301, b"", content_type="text/plain; charset=utf-8", location=url_path)
         await self.store.write_page(redirect_path(guid), guid, stamp, moved)
         for old in previous_paths:
             if old != url_path:
                 await self.store.write_page(old, guid, stamp, moved)
-
-    @staticmethod
-    def _public_paths(meta: dict[str, str], url_path: str | None) -> list[str]:
-        paths = {p for p in (meta.get("url_path"), url_path) if p}
-        return sorted(paths)

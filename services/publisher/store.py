@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -83,6 +84,52 @@ return 1
 """
 
 
+LIST_UPSERT = """
+-- KEYS: zset, stamp, title   ARGV: guid, score, force ('1' when what the list shows of it changed), title
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if old and tonumber(old) == tonumber(ARGV[2]) and ARGV[3] == '0' then return {-2, -2, 0, 0} end
+local old_rank = redis.call('ZRANK', KEYS[1], ARGV[1]) or -1
+local count_before = redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[4])
+local new_rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+redis.call('INCR', KEYS[2])
+return {old_rank, new_rank, count_before, redis.call('ZCARD', KEYS[1])}
+"""
+
+LIST_REMOVE = """
+-- KEYS: zset, stamp   ARGV: guid
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+if not rank then return {-2, -2, 0, 0} end
+local count_before = redis.call('ZCARD', KEYS[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('INCR', KEYS[2])
+return {rank, -1, count_before, redis.call('ZCARD', KEYS[1])}
+"""
+
+
+@dataclass(frozen=True)
+class ListChange:
+    """Where a list changed: ranks count from the oldest item (0); -1 means absent."""
+
+    old_rank: int
+    new_rank: int
+    count_before: int
+    count_after: int
+
+    @property
+    def changed(self) -> bool:
+        return self.old_rank != -2
+
+
+@dataclass(frozen=True)
+class ListSlice:
+    guids: list[str]
+    count: int
+    stamp: int
+    title: str
+
+
 def http_date(moment: datetime) -> str:
     return format_datetime(moment.astimezone(tz=None) if moment.tzinfo is None else moment, usegmt=True)
 
@@ -122,6 +169,8 @@ class PublisherStore:
         self._apply_comment = client.register_script(APPLY_COMMENT)
         self._write_page = client.register_script(WRITE_PAGE)
         self._delete_page = client.register_script(DELETE_PAGE)
+        self._list_upsert = client.register_script(LIST_UPSERT)
+        self._list_remove = client.register_script(LIST_REMOVE)
 
     # keys
     def article_key(self, guid: str, part: str) -> str:
@@ -129,6 +178,9 @@ class PublisherStore:
 
     def page_key(self, path: str) -> str:
         return f"{self.ns}:page:{{{path}}}"
+
+    def list_key(self, name: str, part: str) -> str:
+        return f"{self.ns}:pub:{{list:{name}}}:{part}"
 
     # article state
     async def apply_article(self, guid: str, version: int, status: str, url_path: str, article_json: str) -> int:
@@ -163,6 +215,62 @@ class PublisherStore:
             meta_raw, article, related, comments = await pipe.execute()
         meta = {k.decode(): v.decode() for k, v in meta_raw.items()}
         return meta, article, related, list(comments)
+
+    async def set_lists(self, guid: str, names: Sequence[str]) -> None:
+        await self.redis.hset(self.article_key(guid, "meta"), "lists", json.dumps(sorted(names)))
+
+    async def swap_summary(self, guid: str, summary_json: str | None) -> bytes | None:
+        """Store the summary (or delete it); returns the previous one so callers know what changed."""
+        key = self.article_key(guid, "summary")
+        if summary_json is None:
+            return cast(bytes | None, await self.redis.getdel(key))
+        return cast(bytes | None, await self.redis.set(key, summary_json, get=True))
+
+    async def summaries(self, guids: Sequence[str]) -> list[bytes | None]:
+        if not guids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for guid in guids:
+                pipe.get(self.article_key(guid, "summary"))
+            return cast(list[bytes | None], await pipe.execute())
+
+    # lists (home, section:x, author:y, tag:z): sorted sets by publication time, oldest first
+    async def list_upsert(self, name: str, guid: str, score: float, *, force: bool, title: str) -> ListChange:
+        keys = [self.list_key(name, "z"), self.list_key(name, "stamp"), self.list_key(name, "title")]
+        raw = await self._list_upsert(keys=keys, args=[guid, repr(score), "1" if force else "0", title])
+        return ListChange(*(int(x) for x in raw))
+
+    async def list_remove(self, name: str, guid: str) -> ListChange:
+        keys = [self.list_key(name, "z"), self.list_key(name, "stamp")]
+        raw = await self._list_remove(keys=keys, args=[guid])
+        return ListChange(*(int(x) for x in raw))
+
+    async def list_slice(self, name: str, start: int, stop: int) -> ListSlice:
+        """Items by rank from the oldest, `start`..`stop` inclusive, with the stamp they were read at."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrange(self.list_key(name, "z"), start, stop)
+            pipe.zcard(self.list_key(name, "z"))
+            pipe.get(self.list_key(name, "stamp"))
+            pipe.get(self.list_key(name, "title"))
+            members, count, stamp, title = await pipe.execute()
+        return ListSlice(
+            [m.decode() for m in members], int(count), int(stamp or 0), (title or b"").decode()
+        )
+
+    async def list_since(self, name: str, min_score: float, limit: int) -> ListSlice:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrangebyscore(self.list_key(name, "z"), min_score, "+inf")
+            pipe.zcard(self.list_key(name, "z"))
+            pipe.incr(self.list_key(name, "news_stamp"))
+            members, count, stamp = await pipe.execute()
+        return ListSlice([m.decode() for m in members][-limit:], int(count), int(stamp), "")
+
+    async def sitemap_lastmods(self, updates: dict[int, str] | None = None) -> dict[int, str]:
+        key = self.list_key("home", "sitemaps")
+        if updates:
+            await self.redis.hset(key, mapping={str(k): v for k, v in updates.items()})
+        raw = await hgetall(self.redis, key)
+        return {int(k): v.decode() for k, v in raw.items()}
 
     # pages
     async def write_page(self, path: str, owner: str, stamp: int, page: Page) -> bool:

@@ -1,0 +1,239 @@
+"""Text normalization and word-list matching for comment moderation.
+
+Readers who want a banned word past a filter write it in fullwidth letters, with a Cyrillic "а" in place of
+the Latin "a", with a zero-width space in the middle or as "a55". Moderation therefore compares *folded*
+text: NFKC, case folding, accents and invisible characters dropped, look-alike letters from other scripts
+mapped to the Latin letter they imitate and (optionally) leetspeak digits read as letters. The word list
+is folded the same way, so both sides meet in the same alphabet.
+
+Matching is on whole tokens, never on substrings, so "Scunthorpe" and "assessment" do not trip a list that
+holds "cunt" and "ass". Multi-word phrases are matched over the token sequence with an Aho-Corasick
+automaton, so the cost is linear in the length of the comment whatever the list holds; no regular
+expression is ever built from list entries.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import unicodedata
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# Letters from Cyrillic, Greek and a few other blocks that render like a Latin letter. Only lower case is
+# needed: folding runs after casefold(). Accented forms are not listed because accents are stripped first.
+_HOMOGLYPHS: dict[str, str] = {
+    # Cyrillic
+    "а": "a", "в": "b", "г": "r", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "п": "n", "р": "p",
+    "с": "c", "т": "t", "у": "y", "х": "x", "ш": "w", "ь": "b", "ѕ": "s", "і": "i", "ј": "j", "ԁ": "d",
+    "ԛ": "q", "ԝ": "w", "ӏ": "l", "ү": "y", "һ": "h", "ҽ": "e", "ɡ": "g", "ո": "n", "ս": "u", "օ": "o",
+    # Greek
+    "α": "a", "β": "b", "γ": "y", "ε": "e", "ζ": "z", "η": "n", "ι": "i", "κ": "k", "μ": "u", "ν": "v",
+    "ο": "o", "ρ": "p", "σ": "o", "ς": "c", "τ": "t", "υ": "u", "χ": "x", "ω": "w",
+    # Latin look-alikes outside ASCII that NFKC leaves alone
+    "ı": "i", "ȷ": "j", "ɑ": "a", "ɩ": "i", "ʀ": "r", "ʏ": "y", "ʙ": "b", "ʜ": "h", "ɪ": "i", "ɴ": "n",
+    "ᴀ": "a", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ᴋ": "k", "ᴍ": "m", "ᴏ": "o", "ᴘ": "p", "ᴛ": "t", "ᴜ": "u",
+    "ᴠ": "v", "ᴡ": "w", "ᴢ": "z", "ø": "o", "đ": "d", "ħ": "h", "ł": "l", "ŀ": "l",
+}  # fmt: skip
+
+# Digits and symbols read as letters inside a word ("a55", "h3ll0", "$hit", "@ss"); never applied to a
+# token without letters, so numbers such as "2024" or "555" stay numbers.
+_LEET: dict[str, str] = {
+    "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s",
+}  # fmt: skip
+_LEET_TABLE = str.maketrans(_LEET)
+
+# A token is a run of letters and digits (the underscore separates: "_ass_" holds the word "ass"); with
+# leetspeak on, "@" and "$" may also sit inside or around a word. Each repetition consumes exactly one
+# character through disjoint alternatives, so matching cannot backtrack.
+_WORD_RE = re.compile(r"[^\W_]+")
+_LEET_WORD_RE = re.compile(r"(?:[^\W_]|[@$])+")
+_LEET_CHARS = frozenset(_LEET)
+
+# Unicode categories dropped before matching: combining marks (accents, "zalgo" stacks) and format
+# characters (zero-width space and joiner, soft hyphen, bidi controls, byte-order mark).
+_DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
+
+_SPACE_RE = re.compile(r"\s+")
+
+
+@functools.cache
+def _fold_table() -> dict[int, str | None]:
+    """One translation table that drops marks and invisible characters and maps look-alike letters.
+
+    Built on first use (a scan of all code points, about a tenth of a second) so that importing the
+    module stays cheap for code that never meets non-ASCII text.
+    """
+    table: dict[int, str | None] = {
+        code_point: None
+        for code_point in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code_point)) in _DROPPED_CATEGORIES
+    }
+    table.update({ord(letter): latin for letter, latin in _HOMOGLYPHS.items()})
+    return table
+
+
+def fold(text: str) -> str:
+    """Return the matching form of `text`: compatibility-normalized, case-folded, accents and invisible
+    characters dropped, look-alike letters mapped to Latin.
+
+    Spacing and punctuation are kept (tokenization decides what a word is), so the result is still
+    readable; it is never shown to readers, only compared.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    if folded.isascii():
+        return folded
+    # Decompose so accents become separate marks, drop them with the invisibles, map look-alikes, then
+    # recompose what must stay composed (Hangul, for one).
+    folded = unicodedata.normalize("NFKD", folded).translate(_fold_table())
+    return unicodedata.normalize("NFKC", folded)
+
+
+def _read_leet(raw: str) -> list[str]:
+    """The word tokens of one leet-capable run: "a$$" -> ["ass"], "@john" -> ["john"], "2024" -> ["2024"].
+
+    A leading "@" is a mention, not a letter. Digits and symbols become letters only when the run also
+    holds a letter; otherwise the run is split like ordinary text.
+    """
+    run = raw.lstrip("@")
+    if not run:
+        return []
+    has_letter = False
+    has_leet = False
+    for ch in run:
+        if ch in _LEET_CHARS:
+            has_leet = True
+        elif ch.isalpha():
+            has_letter = True
+    if has_letter and has_leet:
+        return _WORD_RE.findall(run.translate(_LEET_TABLE))
+    return _WORD_RE.findall(run)
+
+
+def tokens(text: str, *, leetspeak: bool = True) -> list[str]:
+    """Split folded `text` into word tokens (runs of letters and digits); linear in the text length."""
+    folded = fold(text)
+    if not leetspeak:
+        return _WORD_RE.findall(folded)
+    words: list[str] = []
+    for raw in _LEET_WORD_RE.findall(folded):
+        if raw.isalpha():
+            words.append(raw)
+        else:
+            words.extend(_read_leet(raw))
+    return words
+
+
+def canonical_text(text: str) -> str:
+    """Folded text with runs of whitespace collapsed to one space and the ends trimmed.
+
+    This is the form duplicate detection hashes: a resubmission that only differs in case, spacing,
+    fullwidth or look-alike letters is the same comment.
+    """
+    return _SPACE_RE.sub(" ", fold(text)).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One list entry found in a text: the entry as it was listed and where it ends (token index)."""
+
+    entry: str
+    end_token: int
+
+
+class PhraseMatcher:
+    """Finds whole words and multi-word phrases of a list in a text, in time linear in the text length.
+
+    Entries are folded and tokenized exactly like the text, so an entry "ass" matches "ASS", "аss"
+    (Cyrillic а) and "a55", but not "assessment" or "class". Single-word entries are a set lookup per
+    token; phrases ("check out my channel") run through an Aho-Corasick automaton over tokens, whose
+    failure links keep the scan linear even with overlapping phrases.
+    """
+
+    __slots__ = ("_entries", "_fail", "_goto", "_leetspeak", "_outputs", "_single")
+
+    def __init__(self, entries: Iterable[str], *, leetspeak: bool = True) -> None:
+        self._leetspeak = leetspeak
+        self._single: dict[str, str] = {}
+        # Trie over tokens: node 0 is the root; _goto[node][token] -> child node.
+        self._goto: list[dict[str, int]] = [{}]
+        self._outputs: list[tuple[str, ...]] = [()]
+        entry_list: list[str] = []
+        for entry in entries:
+            words = tokens(entry, leetspeak=leetspeak)
+            if not words:
+                continue
+            entry_list.append(entry)
+            if len(words) == 1:
+                self._single.setdefault(words[0], entry)
+            else:
+                self._add_phrase(words, entry)
+        self._entries = tuple(entry_list)
+        self._fail = self._build_failure_links()
+
+    def _add_phrase(self, words: Sequence[str], entry: str) -> None:
+        node = 0
+        for word in words:
+            child = self._goto[node].get(word)
+            if child is None:
+                child = len(self._goto)
+                self._goto[node][word] = child
+                self._goto.append({})
+                self._outputs.append(())
+            node = child
+        self._outputs[node] = (*self._outputs[node], entry)
+
+    def _build_failure_links(self) -> list[int]:
+        fail = [0] * len(self._goto)
+        queue: deque[int] = deque(self._goto[0].values())
+        while queue:
+            node = queue.popleft()
+            for word, child in self._goto[node].items():
+                queue.append(child)
+                fallback = fail[node]
+                while fallback and word not in self._goto[fallback]:
+                    fallback = fail[fallback]
+                target = self._goto[fallback].get(word, 0)
+                fail[child] = target if target != child else 0
+                self._outputs[child] = self._outputs[child] + self._outputs[fail[child]]
+        return fail
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        """The usable entries, as listed (entries that fold to no word at all are dropped)."""
+        return self._entries
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def find_in_tokens(self, words: Sequence[str]) -> list[Match]:
+        """All entries found in an already tokenized text, in order of where they end."""
+        found: list[Match] = []
+        single = self._single
+        goto = self._goto
+        has_phrases = len(goto[0]) > 0
+        node = 0
+        for index, word in enumerate(words):
+            entry = single.get(word)
+            if entry is not None:
+                found.append(Match(entry, index))
+            if not has_phrases:
+                continue
+            while node and word not in goto[node]:
+                node = self._fail[node]
+            node = goto[node].get(word, 0)
+            for phrase in self._outputs[node]:
+                found.append(Match(phrase, index))
+        return found
+
+    def find(self, text: str) -> list[Match]:
+        """All entries found in `text`, in order of where they end."""
+        if not self._entries:
+            return []
+        return self.find_in_tokens(tokens(text, leetspeak=self._leetspeak))
+
+    def matched_entries(self, text: str) -> tuple[str, ...]:
+        """The distinct entries found in `text`, in order of first appearance."""
+        return tuple(dict.fromkeys(match.entry for match in self.find(text)))

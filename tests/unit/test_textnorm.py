@@ -1,0 +1,106 @@
+"""Folding, tokenization and whole-word matching of moderation word lists."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from services.comments.textnorm import PhraseMatcher, canonical_text, fold, tokens
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ＡＳＳ", "ass"),  # fullwidth
+        ("𝐚𝐬𝐬", "ass"),  # mathematical bold
+        ("\u0430ss", "ass"),  # Cyrillic а
+        ("\u0430\u0455\u0455", "ass"),  # Cyrillic а and dze
+        ("ΑSS", "ass"),  # Greek capital alpha
+        ("àśš", "ass"),  # accents
+        ("a\u200bs\u00ads\ufeff", "ass"),  # zero-width space, soft hyphen, byte-order mark
+        ("z̷̢a̸l̵g̶o", "zalgo"),  # stacked combining marks
+        ("Straße", "strasse"),
+    ],
+)
+def test_fold_reaches_the_latin_lowercase_form(text: str, expected: str) -> None:
+    assert fold(text) == expected
+
+
+def test_fold_keeps_other_scripts_readable() -> None:
+    assert fold("강남스타일") == "강남스타일"
+
+
+def test_tokens_split_on_punctuation_and_underscores() -> None:
+    assert tokens("Hello, world!_ass_ it's") == ["hello", "world", "ass", "it", "s"]
+
+
+def test_leetspeak_is_read_only_inside_words() -> None:
+    assert tokens("a55 h3ll0 $hit a$$") == ["ass", "hello", "shit", "ass"]
+    assert tokens("in 2024 call 555 1234") == ["in", "2024", "call", "555", "1234"]
+    assert tokens("@john") == ["john"]
+
+
+def test_leetspeak_can_be_switched_off() -> None:
+    assert tokens("a55 h3ll0", leetspeak=False) == ["a55", "h3ll0"]
+
+
+def test_canonical_text_collapses_spacing() -> None:
+    assert canonical_text("  Great\t\tPOINT \n made ") == "great point made"
+
+
+def test_empty_and_symbol_only_text_has_no_tokens() -> None:
+    assert tokens("") == []
+    assert tokens("!!! ... ???") == []
+    assert tokens("\u200b\ufeff") == []
+
+
+def test_whole_words_only_scunthorpe_and_assessment_pass() -> None:
+    matcher = PhraseMatcher(["ass", "cunt"])
+    assert matcher.find("Scunthorpe United's assessment of the class was fair") == []
+
+
+def test_banned_word_in_disguise_is_found() -> None:
+    matcher = PhraseMatcher(["ass"])
+    for disguised in ["you \u0430ss", "you ASS!", "you a55", "you ａｓｓ", "you a\u200bss"]:
+        assert matcher.matched_entries(disguised) == ("ass",), disguised
+
+
+def test_entries_are_folded_like_the_text() -> None:
+    matcher = PhraseMatcher(["ÀSS"])
+    assert matcher.matched_entries("what an ass") == ("ÀSS",)
+
+
+def test_phrases_match_as_token_sequences() -> None:
+    matcher = PhraseMatcher(["check out my channel", "out my", "my channel rocks"])
+    found = [(m.entry, m.end_token) for m in matcher.find("Please CHECK out, my channel rocks")]
+    assert found == [("out my", 3), ("check out my channel", 4), ("my channel rocks", 5)]
+    assert matcher.find("check out the channel") == []
+
+
+def test_overlapping_phrases_use_failure_links() -> None:
+    matcher = PhraseMatcher(["a b c", "b c d", "c"])
+    entries = [m.entry for m in matcher.find("a b c d")]
+    assert entries == ["c", "a b c", "b c d"]
+
+
+def test_entries_without_words_are_ignored() -> None:
+    matcher = PhraseMatcher(["", "  ", "!!!"])
+    assert not matcher
+    assert matcher.find("anything") == []
+
+
+def test_matching_is_linear_in_text_length() -> None:
+    """A long adversarial text (near-misses of every phrase) scans in time proportional to its length."""
+    entries = [" ".join(["spam"] * n + ["end"]) for n in range(1, 30)]
+    matcher = PhraseMatcher(entries)
+    short = "spam " * 2_000
+    long = "spam " * 20_000
+
+    def elapsed(text: str) -> float:
+        started = time.perf_counter()
+        matcher.find(text)
+        return time.perf_counter() - started
+
+    ratio = min(elapsed(long) for _ in range(3)) / min(elapsed(short) for _ in range(3))
+    assert ratio < 20  # 10x the text; quadratic behaviour would be ~100x
