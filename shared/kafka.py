@@ -351,3 +351,16 @@ def subscribe(
 
     consume.__name__ = f"consume_{member}"
     subscriber(consume)
+
+
+async def topic_partitions(consumer: Any, topic: str, *, attempts: int = 50) -> list[int]:
+    """Partition numbers of a topic, refreshing the consumer's metadata until the topic is known."""
+    for _ in range(attempts):
+        # A consumer without a subscription only knows the topics it was asked about.
+        await consumer._client.add_topic(topic)
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return sorted(parts)
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topic {topic} not found; create the topics first (broadsheet topics create)")

@@ -28,7 +28,10 @@ class Runtime:
     runner: BatchRunner
     router: Router
     health: Health
+    before_start: list[Hook] = field(default_factory=list)
+    """Run before the broker starts consuming (state the handlers need)."""
     on_startup: list[Hook] = field(default_factory=list)
+    """Run once the broker is connected and consuming."""
     on_shutdown: list[Hook] = field(default_factory=list)
 
     def app(self, *, reader: ASGIApp | None = None) -> ServiceApp:
@@ -38,6 +41,10 @@ class Runtime:
             for hook in self.on_startup:
                 await hook()
             log.info("service started", service=self.service)
+
+        async def preparing() -> None:
+            for hook in self.before_start:
+                await hook()
 
         async def stopping() -> None:
             self.runner.stopping.set()
@@ -50,6 +57,7 @@ class Runtime:
 
         stream_app = AsgiFastStream(
             self.broker,
+            on_startup=[preparing],
             after_startup=[started],
             on_shutdown=[stopping],
             after_shutdown=[stopped],

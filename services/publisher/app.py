@@ -2,30 +2,68 @@
 
 from __future__ import annotations
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from services.publisher.config import PublisherSettings
 from services.publisher.handlers import SERVICE, register
+from services.publisher.live import LiveSite
 from services.publisher.pagecache import PageCache
 from services.publisher.project import Projector
-from services.publisher.site import SiteConfig
+from services.publisher.rebuild import rebuild_site, site_config
 from services.publisher.store import PublisherStore
 from services.publisher.web import ReaderApp
+from shared.cli import client_options
 from shared.http import ServiceApp
+from shared.kafka import group_id
+from shared.logging import get_logger
 from shared.service import build_runtime
+
+log = get_logger(__name__)
 
 
 def create_app(settings: PublisherSettings | None = None) -> ServiceApp:
     settings = settings or PublisherSettings()
     runtime = build_runtime(SERVICE, settings, max_body_bytes=settings.max_form_bytes)
-    site = SiteConfig(
-        name=settings.site_name,
-        base_url=settings.site_base_url,
-        tagline=settings.site_tagline,
-        page_size=settings.page_size,
-    )
-    store = PublisherStore(runtime.redis, settings.redis_namespace)
-    projector = Projector(store, site)
-    register(settings, projector, runtime.runner)
-    cache = PageCache(runtime.redis, store.page_key(""), store.read_page, max_entries=settings.cache_max_pages)
-    runtime.on_startup.append(cache.start)
+    site = site_config(settings)
+
+    def make_projector(store: PublisherStore) -> Projector:
+        return Projector(store, site)
+
+    live = LiveSite(runtime.redis, settings.redis_namespace, site, make_projector)
+    register(settings, live, runtime.runner)
+
+    async def read_page(path: str) -> dict[bytes, bytes]:
+        return await live.store.read_page(path)
+
+    cache = PageCache(runtime.redis, live.store.page_key(""), read_page, max_entries=settings.cache_max_pages)
+
+    async def retarget(namespace: str) -> None:
+        await cache.retarget(live.projector(namespace).store.page_key(""))
+
+    async def rebuild_from_log() -> None:
+        try:
+            await rebuild_site(settings, runtime.redis, make_projector=make_projector, keep_old_seconds=1.0)
+        except Exception:
+            log.exception("automatic rebuild failed")
+
+    async def log_has_history() -> bool:
+        """True when this group already consumed the log: Redis lost the site while the log kept it."""
+        admin = AIOKafkaAdminClient(**client_options(settings))
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group_id(settings, SERVICE))
+            return any(meta.offset > 0 for meta in offsets.values())
+        finally:
+            await admin.close()
+
+    async def start_site() -> None:
+        await live.start(log_has_history=log_has_history)
+        await retarget(live.active)
+        await cache.start()
+
+    live.on_switch.append(retarget)
+    live.rebuild_from_log = rebuild_from_log
+    runtime.before_start.append(start_site)
     runtime.on_shutdown.append(cache.stop)
+    runtime.on_shutdown.append(live.stop)
     return runtime.app(reader=ReaderApp(cache, site))

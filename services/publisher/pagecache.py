@@ -42,6 +42,16 @@ class PageCache:
         self.invalidations = 0
         self._task: asyncio.Task[None] | None = None
         self._connections: list[Connection] = []
+        self._retry_delay = 0.05
+
+    async def retarget(self, key_prefix: str) -> None:
+        """Readers moved to another namespace: drop everything and track the new prefix."""
+        self.key_prefix = key_prefix
+        self.clear()
+        self.enabled = False
+        for conn in self._connections:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
 
     def key_to_path(self, key: bytes | str) -> str | None:
         text = key.decode() if isinstance(key, bytes) else key
@@ -102,7 +112,6 @@ class PageCache:
         self._connections.clear()
 
     async def _listen_forever(self) -> None:
-        delay = 0.1
         while True:
             try:
                 await self._listen()
@@ -113,8 +122,8 @@ class PageCache:
             self.enabled = False
             self.clear()
             await self._close_connections()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await asyncio.sleep(self._retry_delay)
+            self._retry_delay = min(self._retry_delay * 2, 5.0)
 
     async def _listen(self) -> None:
         kwargs = self.client.connection_pool.connection_kwargs
@@ -135,6 +144,7 @@ class PageCache:
             raise RuntimeError(f"CLIENT TRACKING refused: {reply!r}")
         self.clear()
         self.enabled = True
+        self._retry_delay = 0.05
         log.info("page cache on, invalidated by Redis", prefix=self.key_prefix)
         while True:
             message = await listener.read_response(timeout=None)

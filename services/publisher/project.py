@@ -46,6 +46,7 @@ from shared.contracts import (
     RelatedLinksUpdated,
 )
 from shared.logging import get_logger
+from shared.metrics import FRESHNESS_SECONDS
 
 log = get_logger(__name__)
 LINKS = TypeAdapter(list[RelatedLink])
@@ -89,6 +90,11 @@ class Dirty:
     articles: set[str] = field(default_factory=set)
     lists: dict[str, list[ListChange]] = field(default_factory=dict)
     sitemap_from_rank: int | None = None
+    journeys: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def journey(self, guid: str, headers: dict[str, str]) -> None:
+        """Receipt, trace id and receipt time of the draft behind a change, for the render's log line."""
+        self.journeys[guid] = {k: headers[k] for k in ("receipt", "trace-id", "received-at") if k in headers}
 
     def list_changed(self, name: str, change: ListChange) -> None:
         if not change.changed:
@@ -196,7 +202,15 @@ class Projector:
     async def flush(self, dirty: Dirty) -> None:
         """Article pages first (they are what readers wait for), then lists, feeds and sitemaps."""
         for guid in sorted(dirty.articles):
-            await self.render_article_page(guid)
+            written = await self.render_article_page(guid)
+            journey = dirty.journeys.get(guid)
+            if written and journey:
+                received_at = float(journey.get("received-at") or 0)
+                freshness = max(0.0, time.time() - received_at) if received_at else None
+                if freshness is not None:
+                    FRESHNESS_SECONDS.labels("publisher").observe(freshness)
+                log.info("page rendered", guid=guid, receipt=journey.get("receipt"),
+                         trace_id=journey.get("trace-id"), freshness_s=freshness)
         for name, changes in sorted(dirty.lists.items()):
             await self.render_list(name, changes)
         if dirty.sitemap_from_rank is not None:

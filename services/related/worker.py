@@ -39,7 +39,7 @@ from shared.contracts import (
     RelatedLink,
     RelatedLinksUpdated,
 )
-from shared.kafka import BatchRunner, Outbox, group_id, topic_name
+from shared.kafka import BatchRunner, Outbox, group_id, topic_name, topic_partitions
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES
 
@@ -131,9 +131,9 @@ class RelatedWorker:
         self._consumers = [self.archive, self.published, self.members]
         for consumer in self._consumers:
             await consumer.start()
-        self.partitions = len(await self._partitions(self.archive, self.articles_topic)) or self.partitions
+        self.partitions = len(await topic_partitions(self.archive, self.articles_topic)) or self.partitions
         self.archive.assign([TopicPartition(self.articles_topic, p) for p in range(self.partitions)])
-        related_parts = await self._partitions(self.published, self.related_topic)
+        related_parts = await topic_partitions(self.published, self.related_topic)
         self.published.assign([TopicPartition(self.related_topic, p) for p in related_parts])
         self.members.subscribe([self.articles_topic], listener=Ownership(self))
         self._tasks = [
@@ -151,16 +151,6 @@ class RelatedWorker:
         for consumer in self._consumers:
             with contextlib.suppress(Exception):
                 await consumer.stop()
-
-    @staticmethod
-    async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-        for _ in range(50):
-            parts = consumer.partitions_for_topic(topic)
-            if parts:
-                return sorted(parts)
-            await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"topic {topic} not found; create the topics first (broadsheet topics create)")
 
     async def ready(self) -> tuple[bool, str]:
         return self.caught_up, f"{len(self.engine)} articles indexed, {len(self.owned)} partitions owned"

@@ -1,13 +1,15 @@
 """Reader comments: what the edge submits (private) and what moderation decides (public).
 
-`CommentSubmitted` carries the reader's e-mail and IP and stays on the submissions topic, which only the
-comments service reads. `CommentDecided` is what pages are made of: it never carries the e-mail or the IP.
+`CommentSubmitted`, `CommentReported` and `ModerationAction` travel on the submissions topic, which only the
+comments service reads; `CommentSubmitted` carries the reader's e-mail and IP. `CommentDecided` is what pages
+are made of and the audit trail of moderation: it never carries the e-mail or the IP. `SurgeAlert` tells the
+desk that an article switched pre-moderation on or off.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -15,6 +17,7 @@ from shared.contracts.articles import EventModel
 
 CommentStatus = Literal["approved", "pending", "spam", "rejected", "reported", "removed"]
 PUBLIC_STATUSES: frozenset[str] = frozenset({"approved"})
+ModerationVerb = Literal["approve", "reject", "spam", "restore"]
 
 
 class CommentSubmitted(EventModel):
@@ -31,6 +34,33 @@ class CommentSubmitted(EventModel):
     submitted_at: datetime
 
 
+class CommentReported(EventModel):
+    """A reader flags a published comment. `reporter` is an opaque hash of the reader, never an address."""
+
+    event: Literal["comment.reported"] = "comment.reported"
+    id: str = Field(description="the reported comment")
+    article_guid: str | None = Field(default=None, description="when the edge knows it; the key of the record")
+    reporter: str
+    reason: str | None = None
+    reported_at: datetime
+
+
+class ModerationAction(EventModel):
+    """A moderator's decision on one comment, applied in order with the comment's other events."""
+
+    event: Literal["comment.moderation"] = "comment.moderation"
+    action_id: str = Field(description="unique per action; applying it twice changes nothing")
+    id: str = Field(description="the comment")
+    article_guid: str
+    action: ModerationVerb
+    moderator: str
+    reason: str | None = None
+    requested_at: datetime
+
+
+SubmissionEvent = Annotated[CommentSubmitted | CommentReported | ModerationAction, Field(discriminator="event")]
+
+
 class CommentDecided(EventModel):
     """One moderation decision (automatic or by a moderator): the audit trail and the page's input."""
 
@@ -40,7 +70,7 @@ class CommentDecided(EventModel):
     parent_id: str | None = None
     status: CommentStatus
     reasons: list[str] = Field(default_factory=list)
-    actor: str = Field(description="'pipeline' or the moderator's name")
+    actor: str = Field(description="'pipeline', 'readers' or the moderator's name")
     decided_at: datetime
     revision: int = Field(description="increases with every decision on this comment; the publisher fences on it")
     author: str
@@ -48,3 +78,15 @@ class CommentDecided(EventModel):
     body_html: str
     submitted_at: datetime
     depth: int = 0
+
+
+class SurgeAlert(EventModel):
+    """An article's comment flow switched pre-moderation on (a surge) or off (calm again)."""
+
+    event: Literal["comments.surge"] = "comments.surge"
+    article_guid: str
+    state: Literal["on", "off"]
+    reason: str = Field(description="rate, held_share or calm")
+    at: datetime
+    comments_last_minute: int
+    held_share: float

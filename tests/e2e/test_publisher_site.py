@@ -1,0 +1,245 @@
+"""The reader's site on the real Kafka and Redis: every page that shows an article follows its changes."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import uuid
+from datetime import UTC, datetime, timedelta
+from xml.etree import ElementTree
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+from services.publisher.config import PublisherSettings
+from services.publisher.live import SiteKeys
+from services.publisher.rebuild import page_fingerprints, rebuild_site
+from tests.support.drafts import ELECTION, get, make_draft, page_of, post, wait_for_version
+from tests.support.stack import ServiceStack
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+async def eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            if await check():
+                return
+        except AssertionError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            assert await check(), "condition not met in time"
+            return
+        await asyncio.sleep(0.1)
+
+
+async def test_update_reaches_every_list_feed_and_sitemap(stack: ServiceStack, producer: AIOKafkaProducer) -> None:
+    section = unique("sec")
+    tag = unique("tag")
+    author = unique("Author ")
+    draft = make_draft(section=(section, section.title()), subject=[{"code": tag, "name": tag}],
+                       authors=[{"name": author, "biography": "Writes about ports."}])
+    await post(producer, stack, draft)
+    path, body = await wait_for_version(stack, draft["guid"], 1)
+    author_slug = author.lower().replace(" ", "-")
+    lists = ["/", f"/section/{section}", f"/tag/{tag}", f"/author/{author_slug}", "/feed.xml",
+             f"/section/{section}/feed.xml"]
+    for listing in lists:
+        async def shows_v1(listing: str = listing) -> bool:
+            return draft["headline"] in (await get(stack, listing)).text
+        await eventually(shows_v1)
+
+    updated = {**draft, "version": 2, "headline": f"Harbour strike ends after pay deal {draft['guid'][-6:]}"}
+    await post(producer, stack, updated)
+    await wait_for_version(stack, draft["guid"], 2)
+    for listing in lists:
+        async def shows_v2(listing: str = listing) -> bool:
+            text = (await get(stack, listing)).text
+            return updated["headline"] in text and draft["headline"] not in text
+        await eventually(shows_v2)
+
+    async def in_sitemap() -> bool:
+        index = (await get(stack, "/sitemap.xml")).text
+        parts = [loc.text for loc in ElementTree.fromstring(index).iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc")]
+        for part in parts:
+            part_path = part.split("://", 1)[1].split("/", 1)[1]
+            if path in (await get(stack, "/" + part_path)).text:
+                return True
+        return False
+    await eventually(in_sitemap)
+
+
+async def test_kill_takes_the_article_off_everything_and_answers_410(
+    stack: ServiceStack, producer: AIOKafkaProducer
+) -> None:
+    section = unique("kill")
+    draft = make_draft(section=(section, section.title()))
+    await post(producer, stack, draft)
+    path, _ = await wait_for_version(stack, draft["guid"], 1)
+    await post(producer, stack, {**draft, "version": 2, "pubstatus": "canceled"})
+
+    async def gone() -> bool:
+        return (await get(stack, path)).status_code == 410 and (await get(stack, f"/a/{draft['guid']}")).status_code == 410
+    await eventually(gone)
+    for listing in ("/", f"/section/{section}", "/feed.xml", f"/section/{section}/feed.xml", "/news-sitemap.xml"):
+        async def absent(listing: str = listing) -> bool:
+            return draft["headline"] not in (await get(stack, listing)).text and path not in (await get(stack, listing)).text
+        await eventually(absent)
+    # a later version of a killed story never brings it back
+    await post(producer, stack, {**draft, "version": 3})
+    await asyncio.sleep(1.5)
+    assert (await get(stack, path)).status_code == 410
+
+
+async def test_changed_headline_of_b_reaches_the_check_also_of_a(
+    stack: ServiceStack, producer: AIOKafkaProducer
+) -> None:
+    topic = unique("lighthouse")
+    body = (f"The {topic} keepers on the northern island voted to automate the lamp after a century of night watches. "
+            f"Engineers installed solar panels and a battery bank beside the {topic} tower this spring. "
+            f"Islanders said the {topic} keepers had guided fishing boats through winter storms for generations. "
+            f"The coastguard will monitor the automated {topic} lamp from the mainland control room.")
+    a = make_draft(body=body, headline=f"Island {topic} keepers hand over to automation")
+    b_body = (f"Tourists will still be able to climb the {topic} tower in summer, the island council said. "
+              f"The old {topic} keepers' cottage becomes a museum about lamps, storms and night watches. "
+              f"A retired {topic} keeper will guide visitors along the island path to the tower. "
+              f"Fishing crews welcomed the automated {topic} lamp but said they would miss the keepers.")
+    b = make_draft(body=b_body, headline=f"Solar power comes to the {topic} tower")
+    await post(producer, stack, a)
+    await post(producer, stack, b)
+    await wait_for_version(stack, a["guid"], 1)
+    await wait_for_version(stack, b["guid"], 1)
+
+    async def a_shows_b(headline: str) -> bool:
+        _, _, page = await page_of(stack, a["guid"])
+        return 'class="check-also"' in page and f'data-guid="{b["guid"]}"' in page and headline in page
+    await eventually(lambda: a_shows_b(b["headline"]), timeout=15)
+
+    renamed = f"Tower of {topic} now runs on the sun"
+    await post(producer, stack, {**b, "version": 2, "headline": renamed})
+    await eventually(lambda: a_shows_b(renamed), timeout=15)
+
+    await post(producer, stack, {**b, "version": 3, "pubstatus": "canceled"})
+
+    async def a_drops_b() -> bool:
+        _, _, page = await page_of(stack, a["guid"])
+        return f'data-guid="{b["guid"]}"' not in page
+    await eventually(a_drops_b, timeout=15)
+
+
+async def test_slug_change_leaves_a_301_and_the_feed_guid_stays(
+    stack: ServiceStack, producer: AIOKafkaProducer
+) -> None:
+    section = unique("slug")
+    draft = make_draft(section=(section, section.title()), slugline="first slug line")
+    await post(producer, stack, draft)
+    old_path, _ = await wait_for_version(stack, draft["guid"], 1)
+    await post(producer, stack, {**draft, "version": 2, "slugline": "second slug line"})
+    new_path, _ = await wait_for_version(stack, draft["guid"], 2)
+    assert old_path != new_path and new_path.endswith("second-slug-line")
+    moved = await get(stack, old_path)
+    assert moved.status_code == 301 and moved.headers["location"] == new_path
+
+    async def one_feed_item() -> bool:
+        feed = (await get(stack, f"/section/{section}/feed.xml")).text
+        items = ElementTree.fromstring(feed).findall("./channel/item")
+        guids = [item.findtext("guid") for item in items]
+        return guids == [draft["guid"]] and new_path in feed
+    await eventually(one_feed_item)
+
+
+async def test_news_sitemap_lists_only_the_last_48_hours(stack: ServiceStack, producer: AIOKafkaProducer) -> None:
+    fresh = make_draft(body=ELECTION, published=datetime.now(UTC) - timedelta(hours=2),
+                       headline=f"Election goes to a second round {uuid.uuid4().hex[:6]}")
+    old = make_draft(body=ELECTION, published=datetime.now(UTC) - timedelta(hours=60),
+                     headline=f"Campaign opens in the capital {uuid.uuid4().hex[:6]}")
+    await post(producer, stack, fresh)
+    await post(producer, stack, old)
+    fresh_path, _ = await wait_for_version(stack, fresh["guid"], 1)
+    old_path, _ = await wait_for_version(stack, old["guid"], 1)
+
+    async def only_fresh() -> bool:
+        text = (await get(stack, "/news-sitemap.xml")).text
+        return fresh_path in text and old_path not in text
+    await eventually(only_fresh)
+
+
+async def test_http_caching_compression_and_security_headers(
+    stack: ServiceStack, producer: AIOKafkaProducer
+) -> None:
+    draft = make_draft()
+    await post(producer, stack, draft)
+    path, body = await wait_for_version(stack, draft["guid"], 1)
+    page = await get(stack, path, headers={"accept-encoding": "gzip"})
+    assert page.status_code == 200
+    assert page.headers["content-encoding"] == "gzip"
+    assert "stale-while-revalidate" in page.headers["cache-control"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"]
+    assert page.headers["last-modified"].endswith("GMT")
+    not_modified = await get(stack, path, headers={"if-none-match": page.headers["etag"]})
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    head = await get(stack, path)
+    assert head.text == body
+    assert (await get(stack, "/no/such/page")).status_code == 404
+    robots = await get(stack, "/robots.txt")
+    assert robots.status_code == 200 and "sitemap.xml" in robots.text.lower()
+    css = await get(stack, "/static/site.css")
+    assert css.status_code == 200 and "immutable" in css.headers["cache-control"]
+
+
+async def test_flush_and_rebuild_gives_byte_identical_pages(stack: ServiceStack, producer: AIOKafkaProducer) -> None:
+    drafts = [make_draft(section=("rebuild", "Rebuild")) for _ in range(5)]
+    for draft in drafts:
+        await post(producer, stack, draft)
+    for draft in drafts:
+        await wait_for_version(stack, draft["guid"], 1)
+    await asyncio.sleep(2.0)  # lists, feeds, related links settle
+
+    client = aioredis.Redis.from_url(stack.redis)
+    settings = PublisherSettings(
+        kafka_bootstrap_servers=stack.kafka, redis_url=stack.redis, kafka_topic_prefix=stack.prefix,
+        redis_namespace=stack.namespace, site_base_url=stack.url("publisher"),
+    )
+    keys = SiteKeys(stack.namespace)
+    try:
+        active = (await client.get(keys.active) or stack.namespace.encode()).decode()
+        before = {p: f for p, f in (await page_fingerprints(client, active)).items() if p != "/news-sitemap.xml"}
+        bodies_before = {p: (await get(stack, p)).content for p in ("/", "/section/rebuild", "/feed.xml")}
+
+        dry = await rebuild_site(settings, client, dry_run=True, settle_seconds=0.5)
+        assert not dry.switched
+        assert [p for p in dry.changed if p != "/news-sitemap.xml"] == [], dry.changed[:10]
+        assert not dry.removed, dry.removed[:10]
+
+        async def identical_in(namespace: str) -> tuple[list[str], list[str]]:
+            after = {p: f for p, f in (await page_fingerprints(client, namespace)).items() if p != "/news-sitemap.xml"}
+            missing = sorted(set(before) - set(after))
+            differing = sorted(p for p in before.keys() & after.keys() if before[p] != after[p])
+            return missing, differing
+
+        report = await rebuild_site(settings, client, settle_seconds=0.5, keep_old_seconds=0.5)
+        assert report.switched
+        assert await identical_in(report.new_namespace) == ([], [])
+
+        # Redis loses everything: the publisher notices and rebuilds the site from the log by itself.
+        async for key in client.scan_iter(match=f"{stack.namespace}*"):
+            await client.delete(key)
+
+        async def rebuilt() -> bool:
+            namespace = (await client.get(keys.active) or b"").decode()
+            return bool(namespace) and await client.exists(SiteKeys.built(namespace)) == 1 and (
+                await identical_in(namespace) == ([], [])
+            )
+        await eventually(rebuilt, timeout=20)
+
+        async def served_again() -> bool:
+            return [(await get(stack, p)).content for p in bodies_before] == list(bodies_before.values())
+        await eventually(served_again, timeout=5)
+    finally:
+        await client.aclose()
