@@ -1,23 +1,90 @@
-"""The comments process: moderation of reader comments, the moderation API and UI."""
+"""The comments process: moderation of reader comments, the moderation API and UI.
+
+One consumer reads the articles topic (article state) and the submissions topic (comments, reports and
+moderator actions); decisions go to the decisions topic and surge notices to the desk alerts topic.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaMessage
+
+from services.comments.api import ModerationApi
 from services.comments.articles import ArticleStates
 from services.comments.config import CommentsSettings
+from services.comments.handlers import CommentPipeline
+from services.comments.store import CommentStore
+from services.comments.ui import ModerationUi
 from shared import topics
 from shared.http import ServiceApp
-from shared.kafka import subscribe, topic_name
+from shared.kafka import Outbox, consumer_options, records_of, topic_name
+from shared.logging import get_logger
 from shared.service import build_runtime
 
 SERVICE = "comments"
+log = get_logger(__name__)
 
 
 def create_app(settings: CommentsSettings | None = None) -> ServiceApp:
     settings = settings or CommentsSettings()
     runtime = build_runtime(SERVICE, settings)
     articles = ArticleStates(runtime.redis, settings.redis_namespace)
-    subscribe(
-        runtime.runner, {topic_name(settings, topics.ARTICLES): articles.on_record},
-        description="Article lifecycle: comments are accepted only on known, live, open articles.",
+    store = CommentStore(runtime.redis, settings.redis_namespace)
+    submissions = topic_name(settings, topics.COMMENT_SUBMISSIONS)
+    articles_topic = topic_name(settings, topics.ARTICLES)
+    pipeline = CommentPipeline(
+        settings, runtime.redis, articles, store,
+        decisions_topic=topic_name(settings, topics.COMMENT_DECISIONS),
+        alerts_topic=topic_name(settings, topics.DESK_ALERTS),
     )
+    handlers = {articles_topic: articles.on_record, submissions: pipeline.on_record}
+
+    async def dispatch(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
+        return await handlers[record.topic](record, outbox)
+
+    subscriber = runtime.broker.subscriber(
+        articles_topic, submissions, **consumer_options(settings, SERVICE),
+        title=f"{SERVICE}:main",
+        description="Article lifecycle and reader comments, reports and moderator actions: every comment is "
+        "decided once, and every decision goes to the decisions topic.",
+    )
+
+    async def consume(_: Any, message: KafkaMessage) -> None:
+        records = records_of(message)
+        await pipeline.prepare(records, submissions)
+        await runtime.runner.run(records, dispatch)
+
+    subscriber(consume)
+
+    ModerationApi(
+        store, articles, pipeline.hasher, runtime.broker, submissions, settings.moderation_token.get_secret_value()
+    ).install(runtime.router)
+    ModerationUi().install(runtime.router)
+
+    ticker: dict[str, asyncio.Task[None]] = {}
+
+    async def tick_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.comments_surge_tick_seconds)
+            try:
+                await pipeline.tick(Outbox(runtime.broker))
+            except Exception as exc:
+                log.warning("surge tick failed", error=repr(exc))
+
+    async def start_ticker() -> None:
+        ticker["task"] = asyncio.create_task(tick_forever())
+
+    async def stop_ticker() -> None:
+        task = ticker.pop("task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    runtime.on_startup.append(start_ticker)
+    runtime.on_shutdown.insert(0, stop_ticker)
     return runtime.app()

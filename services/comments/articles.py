@@ -1,11 +1,13 @@
 """What moderation needs to know about articles: known, killed, withheld, when published, which section.
 
 Kept in Redis from the articles topic (fenced by version), so every comments replica sees the same state and
-a flushed Redis is rebuilt by replaying the topic.
+a flushed Redis is rebuilt by replaying the topic. The same hash carries the article's `premoderated` flag,
+set by surge protection or a moderator; the fenced script never touches it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +39,22 @@ class ArticleState:
     status: str  # published | withheld | embargoed | killed
     published_at: datetime | None
     section: str
+    premoderated: bool = False
+
+    @classmethod
+    def from_hash(cls, guid: str, raw: Mapping[bytes, bytes]) -> ArticleState | None:
+        """`None` when the article was never seen (a hash holding only a pre-moderation flag included)."""
+        status = raw.get(b"status", b"").decode()
+        if not status:
+            return None
+        published = raw.get(b"published_at", b"").decode()
+        return cls(
+            guid=guid,
+            status=status,
+            published_at=datetime.fromisoformat(published) if published else None,
+            section=raw.get(b"section", b"").decode(),
+            premoderated=raw.get(b"premoderated") == b"1",
+        )
 
 
 class ArticleStates:
@@ -44,21 +62,14 @@ class ArticleStates:
         self.redis = client
         self.ns = namespace
         self._save = client.register_script(SAVE_ARTICLE)
+        self.on_change: list[Callable[[str], None]] = []
+        """Called with the guid after an article's state changed (so cached reads can be dropped)."""
 
     def key(self, guid: str) -> str:
         return tagged(self.ns, "comments", guid, "article")
 
     async def get(self, guid: str) -> ArticleState | None:
-        raw = await hgetall(self.redis, self.key(guid))
-        if not raw:
-            return None
-        published = raw.get(b"published_at", b"").decode()
-        return ArticleState(
-            guid=guid,
-            status=raw.get(b"status", b"").decode(),
-            published_at=datetime.fromisoformat(published) if published else None,
-            section=raw.get(b"section", b"").decode(),
-        )
+        return ArticleState.from_hash(guid, await hgetall(self.redis, self.key(guid)))
 
     async def on_record(self, record: ConsumerRecord[Any, Any], _: Outbox) -> str:
         event = parse_event(ARTICLE_EVENT, record)
@@ -70,4 +81,6 @@ class ArticleStates:
         else:
             args = [event.version, event.reason, "", ""]
         saved = await self._save(keys=[self.key(event.guid)], args=args)
+        for callback in self.on_change:
+            callback(event.guid)
         return "processed" if saved else "stale"

@@ -70,15 +70,15 @@ def doc_of(article: ArticlePublished) -> RelatedDoc:
 
 def as_public_links(links: Iterable[Link]) -> list[RelatedLink]:
     return [
-        RelatedLink(guid=l.guid, url_path=l.url_path, headline=l.headline, excerpt=l.excerpt,
-                    score=round(l.score, 6))
-        for l in links
+        RelatedLink(guid=link.guid, url_path=link.url_path, headline=link.headline, excerpt=link.excerpt,
+                    score=round(link.score, 6))
+        for link in links
     ]
 
 
 def link_signature(links: Iterable[RelatedLink]) -> tuple[tuple[str, str, str, str], ...]:
     """What a reader sees of a list; scores are left out so that re-ranking noise does not re-render pages."""
-    return tuple((l.guid, l.url_path, l.headline, l.excerpt) for l in links)
+    return tuple((link.guid, link.url_path, link.headline, link.excerpt) for link in links)
 
 
 class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
