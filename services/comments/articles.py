@@ -24,9 +24,13 @@ ARTICLE_EVENT: TypeAdapter[ArticlePublished | ArticleWithdrawn | ArticleKilled] 
 
 SAVE_ARTICLE = """
 -- KEYS: article   ARGV: version, status, published_at, section
-if redis.call('HGET', KEYS[1], 'status') == 'killed' then return 0 end
+local rank = {withheld = 0, embargoed = 0, published = 1, killed = 2}
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'killed' then return 0 end
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
-if tonumber(ARGV[1]) <= current then return 0 end
+local version = tonumber(ARGV[1])
+if version < current then return 0 end
+if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'status', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'published_at', ARGV[3], 'section', ARGV[4]) end
 return 1

@@ -7,6 +7,7 @@ from services.ingest.embargo import EmbargoReleaser
 from services.ingest.gateway import Gateway
 from services.ingest.handlers import SERVICE, register
 from services.ingest.ingestor import Ingestor
+from services.ingest.recovery import StateRecovery
 from services.ingest.state import IngestStore
 from shared import topics
 from shared.contracts import ArticlePublished
@@ -26,7 +27,9 @@ def create_app(settings: IngestSettings | None = None) -> ServiceApp:
         schema=ArticlePublished,
     )
     ingestor = Ingestor(store, articles)
-    register(settings, ingestor, runtime.runner)
+    recovery = StateRecovery(settings, store)
+    register(settings, ingestor, runtime.runner, recovery)
+    runtime.before_start.append(recovery.ensure)
     releaser = EmbargoReleaser(
         store, ingestor, runtime.broker,
         poll_seconds=settings.embargo_poll_seconds,

@@ -12,6 +12,7 @@ from aiokafka import ConsumerRecord
 from services.ingest.config import IngestSettings
 from services.ingest.ingestor import Ingestor
 from services.ingest.intake import decode_draft
+from services.ingest.recovery import StateRecovery
 from shared import topics
 from shared.kafka import BatchRunner, Outbox, record_headers, subscribe, topic_name
 
@@ -32,10 +33,13 @@ def journey_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
     }
 
 
-def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner) -> None:
+def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner, recovery: StateRecovery) -> None:
     log = structlog.get_logger(__name__)
 
     async def on_draft(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
+        if "state_checked" not in outbox.scratch:
+            await recovery.ensure()  # versions, URLs and kills must be known before any draft is decided
+            outbox.scratch["state_checked"] = True
         headers = journey_headers(record)
         with structlog.contextvars.bound_contextvars(receipt=headers["receipt"], trace_id=headers["trace-id"]):
             draft = decode_draft(record.value, key=record.key, max_bytes=settings.max_draft_bytes)

@@ -31,10 +31,14 @@ from shared.redis import hgetall, tagged
 
 APPLY_ARTICLE = """
 -- KEYS: meta, article   ARGV: version, status, url_path, article_json
-local killed = redis.call('HGET', KEYS[1], 'status')
-if killed == 'killed' then return 0 end
+-- Same version: only a step forward in the lifecycle counts (an embargoed story released at its version).
+local rank = {withdrawn = 0, published = 1, killed = 2}
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'killed' then return 0 end
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
-if tonumber(ARGV[1]) <= current then return 0 end
+local version = tonumber(ARGV[1])
+if version < current then return 0 end
+if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'status', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'url_path', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4]) end

@@ -47,6 +47,7 @@ log = get_logger(__name__)
 SERVICE = "related"
 ARTICLE_EVENT: TypeAdapter[ArticlePublished | ArticleWithdrawn | ArticleKilled] = TypeAdapter(ArticleEvent)
 RELATED_EVENT = TypeAdapter(RelatedLinksUpdated)
+LIFECYCLE_RANK = {"article.withdrawn": 0, "article.published": 1, "article.killed": 2}
 
 
 def plain_text(body_html: str) -> str:
@@ -111,6 +112,7 @@ class RelatedWorker:
         self.to_reconcile: set[int] = set()
         self.emitted: dict[str, tuple[tuple[str, str, str, str], ...]] = {}
         self.article_versions: dict[str, int] = {}
+        self.article_fences: dict[str, tuple[int, int]] = {}
         self.caught_up = False
         self.invalid: list[tuple[ConsumerRecord[Any, Any], str]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -218,9 +220,12 @@ class RelatedWorker:
         except ValidationError as exc:
             self.invalid.append((record, repr(exc)[:500]))
             return {}
-        if event.version <= self.article_versions.get(event.guid, -1):
+        # Same version: only a step forward in the lifecycle counts (an embargoed story released at its version).
+        fence = (event.version, LIFECYCLE_RANK[event.event])
+        if fence <= self.article_fences.get(event.guid, (-1, -1)):
             MESSAGES.labels(SERVICE, record.topic, "stale").inc()
             return {}
+        self.article_fences[event.guid] = fence
         self.article_versions[event.guid] = event.version
         if isinstance(event, ArticlePublished):
             changed = self.engine.upsert(doc_of(event))
