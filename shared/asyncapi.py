@@ -33,7 +33,6 @@ from shared.contracts.comments import (
 from shared.contracts.deadletter import HEADER_PREFIX, DeadLetter
 from shared.contracts.drafts import NinjsDraft
 from shared.contracts.related import RelatedLinksUpdated
-from shared.settings import ServiceSettings
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -64,7 +63,7 @@ ACCESS: dict[str, Access] = {
     "comments": Access(
         reads=(topics.COMMENT_SUBMISSIONS, topics.ARTICLES, topics.COMMENT_DECISIONS),
         writes=(topics.COMMENT_DECISIONS, topics.DESK_ALERTS, topics.dead_letter_topic("comments")),
-        group_reads=(topics.COMMENT_SUBMISSIONS, topics.ARTICLES, topics.COMMENT_DECISIONS),
+        group_reads=(topics.COMMENT_SUBMISSIONS, topics.ARTICLES),
     ),
     "publisher": Access(
         reads=(topics.ARTICLES, topics.RELATED, topics.COMMENT_DECISIONS),
@@ -322,12 +321,20 @@ def generate(service: str, *, faststream: Mapping[str, Any] | None = None) -> di
     info = dict(source.get("info", {}))
     info["title"] = f"Broadsheet {service}"
     info["description"] = SERVICE_DESCRIPTIONS[service]
+    servers = {
+        "cluster" if name == "development" else name: {**server, "description": "the Broadsheet Kafka cluster"}
+        for name, server in dict(source.get("servers", {})).items()
+    }
+    channels = {
+        cid: {**channel, "servers": [{"$ref": f"#/servers/{name}"} for name in servers]}
+        for cid, channel in channels.items()
+    }
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "id": f"urn:broadsheet:{service}",
         "info": info,
         "defaultContentType": "application/json",
-        "servers": source.get("servers", {}),
+        "servers": servers,
         "channels": channels,
         "operations": operations,
         "components": components,
@@ -363,8 +370,3 @@ def write_all(out_dir: Path = DEFAULT_OUT_DIR, services: Sequence[str] = topics.
         path.write_text(to_yaml(generate(service)), encoding="utf-8")
         written.append(path)
     return written
-
-
-def settings_for_docs() -> ServiceSettings:
-    """Plain settings as documented (used by callers that only need topic names without a prefix)."""
-    return ServiceSettings(**document_settings("ingest"))

@@ -84,6 +84,8 @@ async def reader(settings: ServiceSettings, **extra: Any) -> AsyncIterator[AIOKa
         max_partition_fetch_bytes=8 * 1024 * 1024, **extra, **client_options(settings),
     )
     await consumer.start()
+    # Let the consumer's background task begin: stopping one that never ran raises CancelledError (aiokafka).
+    await asyncio.sleep(0)
     try:
         yield consumer
     finally:

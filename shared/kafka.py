@@ -208,6 +208,7 @@ class Outbox:
 
 
 Handler = Callable[[ConsumerRecord[Any, Any], Outbox], Awaitable[str]]
+Prepare = Callable[[Sequence[ConsumerRecord[Any, Any]], Outbox], Awaitable[None]]
 
 
 @dataclass
@@ -233,11 +234,30 @@ class BatchRunner:
     def dead_letter_topic(self) -> str:
         return with_prefix(self.settings.kafka_topic_prefix, dead_letter_topic(self.service))
 
-    async def run(self, records: Sequence[ConsumerRecord[Any, Any]], handler: Handler) -> None:
+    async def run(
+        self, records: Sequence[ConsumerRecord[Any, Any]], handler: Handler, prepare: Prepare | None = None
+    ) -> None:
         outbox = Outbox(self.broker)
+        if prepare is not None:
+            await self._prepare(prepare, records, outbox)
         for record in records:
             await self._run_one(record, handler, outbox)
         await self._flush(outbox)
+
+    async def _prepare(self, prepare: Prepare, records: Sequence[ConsumerRecord[Any, Any]], outbox: Outbox) -> None:
+        """Batch-wide reads done once (e.g. one Redis pipeline for every guid in the batch). Only transient
+        failures matter here; they are retried like a record's."""
+        delay = self.backoff_seconds
+        while True:
+            try:
+                await prepare(records, outbox)
+                return
+            except TRANSIENT_ERRORS as exc:
+                if self.stopping.is_set():
+                    raise NackMessage() from exc
+                log.warning("batch preparation failed, retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_seconds)
 
     async def _flush(self, outbox: Outbox) -> None:
         try:
@@ -335,6 +355,7 @@ def subscribe(
     member: str = "main",
     description: str,
     max_records: int = 500,
+    prepare: Prepare | None = None,
 ) -> None:
     """Declare one batch subscriber (one consumer, one group member) over several topics, each record going to
     its topic's handler through `runner`. One consumer per process keeps rebalances rare and cheap."""
@@ -347,7 +368,7 @@ def subscribe(
         return await handlers[record.topic](record, outbox)
 
     async def consume(_: Any, message: KafkaMessage) -> None:
-        await runner.run(records_of(message), dispatch)
+        await runner.run(records_of(message), dispatch, prepare)
 
     consume.__name__ = f"consume_{member}"
     subscriber(consume)

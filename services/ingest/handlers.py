@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -15,6 +16,7 @@ from services.ingest.intake import decode_draft
 from services.ingest.recovery import StateRecovery
 from shared import topics
 from shared.kafka import BatchRunner, Outbox, record_headers, subscribe, topic_name
+from shared.logging import get_logger
 
 SERVICE = "ingest"
 
@@ -34,12 +36,14 @@ def journey_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
 
 
 def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner, recovery: StateRecovery) -> None:
-    log = structlog.get_logger(__name__)
+    log = get_logger(__name__)
+
+    async def prepare(records: Sequence[ConsumerRecord[Any, Any]], outbox: Outbox) -> None:
+        await recovery.ensure()  # versions, URLs and kills must be known before any draft is decided
+        guids = [r.key.decode("utf-8", "replace") for r in records if r.key]
+        await ingestor.prefetch(guids, outbox)
 
     async def on_draft(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
-        if "state_checked" not in outbox.scratch:
-            await recovery.ensure()  # versions, URLs and kills must be known before any draft is decided
-            outbox.scratch["state_checked"] = True
         headers = journey_headers(record)
         with structlog.contextvars.bound_contextvars(receipt=headers["receipt"], trace_id=headers["trace-id"]):
             draft = decode_draft(record.value, key=record.key, max_bytes=settings.max_draft_bytes)
@@ -49,6 +53,6 @@ def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner, 
                 return outcome
 
     subscribe(
-        runner, {topic_name(settings, topics.DRAFTS): on_draft},
+        runner, {topic_name(settings, topics.DRAFTS): on_draft}, prepare=prepare,
         description="ninjs drafts from newsroom systems, validated, sanitized and turned into article events.",
     )

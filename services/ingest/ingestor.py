@@ -34,20 +34,32 @@ class Ingestor:
         self.store = store
         self.articles = articles
 
+    async def prefetch(self, guids: list[str], outbox: Outbox) -> None:
+        """Load the state of every story in the batch at once (one Redis round trip, not one per draft)."""
+        known: dict[str, StoryState | None] = outbox.scratch.setdefault("ingest_state", {})
+        missing = [g for g in guids if g not in known]
+        if missing:
+            known.update(await self.store.load_many(missing))
+
     async def _state(self, guid: str, outbox: Outbox) -> StoryState | None:
         """The state as this batch left it (drafts of one guid may follow each other in one batch)."""
-        pending: dict[str, StoryState] = outbox.scratch.setdefault("ingest_state", {})
-        if guid in pending:
-            return pending[guid]
-        return await self.store.load(guid)
+        known: dict[str, StoryState | None] = outbox.scratch.setdefault("ingest_state", {})
+        if guid not in known:
+            known[guid] = await self.store.load(guid)
+        return known[guid]
 
     def _remember(self, state: StoryState, outbox: Outbox) -> None:
         outbox.scratch.setdefault("ingest_state", {})[state.guid] = state
+        changed: dict[str, StoryState] | None = outbox.scratch.get("ingest_changed")
+        if changed is None:
+            changed = outbox.scratch["ingest_changed"] = {}
+            batch_changes = changed
 
-        async def save() -> None:
-            await self.store.save(state)
+            async def save() -> None:
+                await self.store.save_many(list(batch_changes.values()))
 
-        outbox.then(save)
+            outbox.then(save)
+        changed[state.guid] = state
 
     async def ingest(
         self,
@@ -74,8 +86,10 @@ class Ingestor:
                 return "stale"
         state = state or StoryState(guid=draft.guid)
 
+        was_held = state.status == "embargoed"
         if draft.pubstatus == "canceled":
-            await self.store.drop_hold(draft.guid)
+            if was_held:
+                await self.store.drop_hold(draft.guid)
             await outbox.send(
                 self.articles,
                 draft.guid,
@@ -86,7 +100,8 @@ class Ingestor:
             return "killed_now"
 
         if draft.pubstatus == "withheld":
-            await self.store.drop_hold(draft.guid)
+            if was_held:
+                await self.store.drop_hold(draft.guid)
             await outbox.send(
                 self.articles,
                 draft.guid,
@@ -108,7 +123,7 @@ class Ingestor:
             log.info("draft held until its embargo", embargoed=draft.embargoed.isoformat())
             return "embargoed"
 
-        if not releasing:
+        if was_held and not releasing:
             await self.store.drop_hold(draft.guid)
         received = float(headers.get("received-at") or now.timestamp())
         article = await self._publishable(draft, state, datetime.fromtimestamp(received, UTC))

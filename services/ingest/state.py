@@ -10,6 +10,7 @@ Keys (namespace `bs`): `bs:ingest:{guid}` hash; `bs:ingest:path:{path}` → guid
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -111,8 +112,25 @@ class IngestStore:
         raw = await hgetall(self.redis, self.story_key(guid))
         return StoryState.from_fields(guid, raw)
 
+    async def load_many(self, guids: Sequence[str]) -> dict[str, StoryState | None]:
+        """One round trip for a whole batch of drafts."""
+        unique = list(dict.fromkeys(guids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for guid in unique:
+                pipe.hgetall(self.story_key(guid))
+            results = await pipe.execute()
+        return {guid: StoryState.from_fields(guid, raw) for guid, raw in zip(unique, results, strict=True)}
+
     async def save(self, state: StoryState) -> bool:
         return bool(await self._save(keys=[self.story_key(state.guid)], args=state.to_fields()))
+
+    async def save_many(self, states: Sequence[StoryState]) -> None:
+        if not states:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for state in states:
+                await self._save(keys=[self.story_key(state.guid)], args=state.to_fields(), client=pipe)
+            await pipe.execute()
 
     async def claim_path(self, path: str, guid: str) -> bool:
         """First guid to claim a URL keeps it; the same guid may claim it again (idempotent)."""

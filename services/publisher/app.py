@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.publisher.comment_edge import install_comment_edge
 from services.publisher.config import PublisherSettings
 from services.publisher.handlers import SERVICE, register
 from services.publisher.live import LiveSite
@@ -27,10 +28,11 @@ def create_app(settings: PublisherSettings | None = None) -> ServiceApp:
     site = site_config(settings)
 
     def make_projector(store: PublisherStore) -> Projector:
-        return Projector(store, site)
+        return Projector(store, site, form_secret=settings.comment_form_secret.get_secret_value())
 
     live = LiveSite(runtime.redis, settings.redis_namespace, site, make_projector)
     register(settings, live, runtime.runner)
+    install_comment_edge(runtime, settings, lambda: live.store)
 
     async def read_page(path: str) -> dict[bytes, bytes]:
         return await live.store.read_page(path)

@@ -23,11 +23,12 @@ from shared.contracts import (
     RelatedLinksUpdated,
 )
 from shared.kafka import parse_event, record_headers
+from shared.logging import get_logger
 
 ARTICLE_EVENT: TypeAdapter[ArticlePublished | ArticleWithdrawn | ArticleKilled] = TypeAdapter(ArticleEvent)
 RELATED_EVENT = TypeAdapter(RelatedLinksUpdated)
 COMMENT_EVENT = TypeAdapter(CommentDecided)
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def topic_kind(topic: str) -> str:

@@ -15,6 +15,10 @@ class PublisherSettings(ServiceSettings):
     site_tagline: str = "News as it happens, corrected when it changes."
     page_size: int = Field(default=20, ge=1, le=200)
     comment_form_secret: SecretStr = SecretStr("change-me-comment-form-secret")
+    comment_flood_seconds: int = Field(default=15, ge=1, description="one comment per e-mail and per IP in this time")
+    comment_trust_forwarded_for: bool = Field(
+        default=False, description="take the reader's IP from X-Forwarded-For (only behind a trusted proxy)"
+    )
     cache_max_pages: int = Field(default=50_000, description="pages kept in process memory, invalidated by Redis")
     max_form_bytes: int = 64 * 1024
 

@@ -21,6 +21,8 @@ from typing import Literal
 
 from pydantic import TypeAdapter
 
+from services.publisher.comment_edge import form_token
+from services.publisher.config import PublisherSettings
 from services.publisher.render import (
     Summary,
     feed_path,
@@ -110,9 +112,12 @@ class Dirty:
 
 
 class Projector:
-    def __init__(self, store: PublisherStore, site: SiteConfig) -> None:
+    def __init__(self, store: PublisherStore, site: SiteConfig, form_secret: str | None = None) -> None:
         self.store = store
         self.site = site
+        self.form_secret = (
+            form_secret if form_secret is not None else PublisherSettings().comment_form_secret.get_secret_value()
+        )
         self.page_size = site.page_size
         self.gone_page = Page(410, render_error(410, site))
         self.missing_page = Page(404, render_error(404, site))
@@ -226,6 +231,7 @@ class Projector:
         links: Sequence[RelatedLink] = LINKS.validate_json(related_json) if related_json else []
         comments = [CommentDecided.model_validate_json(raw) for raw in comment_jsons]
         body = render_article(article, links, comments, self.site)
+        body = body.replace(b"__FORM_TOKEN__", form_token(self.form_secret, guid).encode())
         page = Page(200, body, last_modified=http_date(article.date_modified))
         return await self.store.write_page(article.url_path, guid, int(meta["stamp"]), page)
 

@@ -1,0 +1,139 @@
+"""Ingest throughput on the real broker, against the raw rate of the same messages in the same run.
+
+Baseline: a bare aiokafka loop that consumes the drafts and re-produces each value to another topic, with the
+same producer guarantees (acks=all, idempotent) — what any Kafka-to-Kafka step costs. Measured: the ingest
+service (one process) validating, sanitizing, normalizing and emitting article events for the same drafts.
+Both rates are taken between the first and the last record each produced, so start-up does not count.
+
+    .venv/bin/python -m bench.ingest_bench --drafts 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.corpus_bbc import bbc_available, load_bbc, to_ninjs
+from shared.topics import TopicSpec, ensure_topics
+from tests.support.drafts import make_draft
+from tests.support.stack import ServiceStack
+
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def drafts(n: int, run: str) -> list[dict[str, Any]]:
+    if bbc_available():
+        corpus = load_bbc()
+        return [to_ninjs(corpus[i % len(corpus)], guid=f"{run}-{i}") for i in range(n)]
+    return [make_draft(f"{run}-{i}") for i in range(n)]
+
+
+async def produce(topic: str, items: list[dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=5,
+                                max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, json.dumps(d).encode(), key=d["guid"].encode()) for d in items]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def span_of(topic: str, n: int, timeout: float = 600) -> tuple[float, int]:
+    """Seconds between the first and the last record of `topic` (by broker timestamp), once n are there."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=KAFKA, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    first, last, count = float("inf"), 0.0, 0
+    try:
+        deadline = time.monotonic() + timeout
+        while count < n and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=10000)).values():
+                for r in records:
+                    count += 1
+                    first, last = min(first, r.timestamp / 1000), max(last, r.timestamp / 1000)
+    finally:
+        await consumer.stop()
+    return last - first, count
+
+
+async def raw_loop(source: str, target: str, n: int) -> None:
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=KAFKA, group_id=f"raw-{uuid.uuid4().hex[:6]}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=2,
+                                max_request_size=4 * 1024 * 1024)
+    await consumer.start()
+    await producer.start()
+    done = 0
+    try:
+        while done < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            futures = []
+            for records in batches.values():
+                for r in records:
+                    futures.append(await producer.send(target, r.value, key=r.key))
+                    done += 1
+            await asyncio.gather(*futures)
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def main(n: int) -> None:
+    run = f"b{uuid.uuid4().hex[:6]}"
+    prefix = f"{run}."
+    stack = ServiceStack(kafka=KAFKA, redis=REDIS, prefix=prefix, namespace=run,
+                         ports={"ingest": 0, "publisher": 0, "comments": 0, "related": 0},
+                         log_dir=Path(tempfile.mkdtemp()))
+    from tests.conftest import free_port
+
+    stack.ports = {k: free_port() for k in stack.ports}
+    await stack.create_topics()
+    raw_in, raw_out = f"{prefix}raw.in", f"{prefix}raw.out"
+    await ensure_topics(KAFKA, specs=[TopicSpec(raw_in, "bench"), TopicSpec(raw_out, "bench")])
+    items = drafts(n, run)
+    await produce(raw_in, items)
+    await produce(stack.topic("newsroom.drafts"), items)
+    try:
+        await raw_loop(raw_in, raw_out, n)
+        raw_span, raw_count = await span_of(raw_out, n)
+
+        proc = stack.start("ingest")
+        stack.wait_ready(services=("ingest",))
+        cpu_before = cpu_seconds(proc.pid)
+        ingest_span, ingest_count = await span_of(stack.topic("broadsheet.articles"), n)
+        cpu = cpu_seconds(proc.pid) - cpu_before
+    finally:
+        stack.stop_all()
+        await stack.delete_topics()
+    raw_rate = raw_count / raw_span if raw_span else float("inf")
+    ingest_rate = ingest_count / ingest_span if ingest_span else float("inf")
+    print(f"drafts: {n} ({'BBC corpus' if bbc_available() else 'synthetic'}), one process each")
+    print(f"{'path':<28}{'drafts/s':>12}{'events':>10}")
+    print(f"{'raw consume+produce':<28}{raw_rate:>12.0f}{raw_count:>10}")
+    print(f"{'ingest (validate+sanitize)':<28}{ingest_rate:>12.0f}{ingest_count:>10}")
+    print(f"ratio ingest/raw: {ingest_rate / raw_rate:.2f}   (target >= 0.30)")
+    print(f"ingest CPU per draft: {cpu / max(ingest_count, 1) * 1000:.2f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--drafts", type=int, default=10000)
+    asyncio.run(main(parser.parse_args().drafts))

@@ -1,0 +1,486 @@
+"""The comment form's edge on the publisher: synchronous checks, then one `CommentSubmitted` on the submissions
+topic, acknowledged by Kafka before the reader gets an answer.
+
+| route | body | success |
+|---|---|---|
+| `POST /comments` | form (urlencoded), WordPress field names | `303` to the article's `#comment-pending` |
+| `POST /api/comments` | JSON, the same field names | `202 {"id", "status": "pending"}` |
+| `POST /comments/{id}/report` | form or JSON, optional `comment_post_ID`, `reason` | `303` back / `202` |
+
+Checks, in order: the form token (form only: HMAC of the article guid, rendered into the page), the honeypot
+`website_url` left empty, name, e-mail, comment of 1..5,000 characters and an http(s) website → `400` (the form
+comes back filled with the reader's text); the article known and published → `404` / `410`; a double submit of
+the same comment → the same success again; the same text by the same author on the article before → `409`;
+more than one comment per e-mail or per IP in 15 s → `429`.
+
+The comment id is assigned here and is the same for a double submit: it derives from the `idempotency_key`
+field when a script filled it, else from the article, the e-mail and the normalized text. The consumer decides
+each id once, so neither a double submit nor a redelivery makes two comments.
+
+Redis keys (base namespace, so they do not move when the site is rebuilt into another namespace):
+`{ns}:pub:edge:id:{id}` (a submission in flight or just accepted, 120 s), `{ns}:pub:edge:flood:{e|ip}:{hash}`
+(15 s), `{ns}:pub:edge:dup:{hash}` (the author's text on the article, 30 days). Addresses appear only as keyed
+hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from faststream.kafka import KafkaBroker
+from jinja2 import Environment, StrictUndefined
+
+from services.publisher.config import PublisherSettings
+from services.publisher.store import PublisherStore
+from shared import topics
+from shared.contracts.comments import CommentReported, CommentSubmitted
+from shared.http import Request, Response, Router, json_response
+from shared.kafka import topic_name
+from shared.logging import get_logger
+from shared.service import Runtime
+
+log = get_logger(__name__)
+
+MAX_BODY_CHARS = 5_000
+MAX_NAME_CHARS = 100
+MAX_EMAIL_CHARS = 254
+MAX_URL_CHARS = 200
+MAX_KEY_CHARS = 128
+REPLAY_SECONDS = 120
+DUPLICATE_SECONDS = 30 * 24 * 3600
+READER_COOKIE = "bs_reader"
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_READER_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+CSP = (
+    b"default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+FIELDS = ("comment_post_ID", "comment_parent", "author", "email", "url", "comment", "website_url", "form_token",
+          "idempotency_key")
+
+
+def form_token(secret: str, guid: str) -> str:
+    """The token the article page's form carries: deterministic per article, so rendering stays byte-stable."""
+    return hmac.new(secret.encode(), f"comment-form:{guid}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def token_valid(secret: str, guid: str, token: str) -> bool:
+    return hmac.compare_digest(form_token(secret, guid).encode(), token.strip().encode())
+
+
+def normalized_text(body: str) -> str:
+    """Case and spacing do not make a comment new."""
+    return " ".join(body.split()).casefold()
+
+
+def comment_id(guid: str, email: str, body: str, idempotency_key: str | None = None) -> str:
+    """The comment's id: the same for a double submit of one form, different for different comments."""
+    if idempotency_key:
+        material = f"key\x00{guid}\x00{idempotency_key}"
+    else:
+        material = f"text\x00{guid}\x00{email.strip().casefold()}\x00{normalized_text(body)}"
+    return "c" + hashlib.sha256(material.encode()).hexdigest()[:24]
+
+
+def is_valid_email(address: str) -> bool:
+    """One "@", a local part, a dotted domain of letters, digits and hyphens (deliverability is not syntax)."""
+    if len(address) > MAX_EMAIL_CHARS or address.count("@") != 1 or any(ch.isspace() for ch in address):
+        return False
+    local, domain = address.split("@")
+    labels = domain.split(".")
+    if not local or len(local) > 64 or len(labels) < 2:
+        return False
+    for label in labels:
+        if not label or label.startswith("-") or label.endswith("-"):
+            return False
+        if not all(ch.isalnum() or ch == "-" for ch in label):
+            return False
+    return labels[-1].isalpha() or labels[-1].startswith("xn--")
+
+
+def is_valid_url(url: str) -> bool:
+    if len(url) > MAX_URL_CHARS or any(ch.isspace() for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CommentForm:
+    guid: str
+    parent_id: str | None
+    author: str
+    email: str
+    url: str | None
+    body: str
+    honeypot: str
+    token: str
+    idempotency_key: str | None
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> CommentForm:
+        def text(name: str) -> str:
+            value = fields.get(name)
+            if value is None:
+                return ""
+            return value if isinstance(value, str) else str(value)
+
+        parent = text("comment_parent").strip()
+        key = text("idempotency_key").strip()[:MAX_KEY_CHARS]
+        return cls(
+            guid=text("comment_post_ID").strip(),
+            parent_id=None if parent in ("", "0") else parent,
+            author=text("author").strip(),
+            email=text("email").strip(),
+            url=text("url").strip() or None,
+            body=text("comment").replace("\r\n", "\n").strip(),
+            honeypot=text("website_url"),
+            token=text("form_token"),
+            idempotency_key=key or None,
+        )
+
+    def refill(self) -> dict[str, str]:
+        return {
+            "comment_post_ID": self.guid,
+            "comment_parent": self.parent_id or "0",
+            "author": self.author,
+            "email": self.email,
+            "url": self.url or "",
+            "comment": self.body,
+            "form_token": self.token,
+            "idempotency_key": self.idempotency_key or "",
+        }
+
+
+def validate(form: CommentForm, *, secret: str | None) -> list[FieldError]:
+    """Everything that can be said about a submission without state. `secret=None` skips the form token."""
+    errors: list[FieldError] = []
+    if not form.guid:
+        errors.append(FieldError("comment_post_ID", "missing_article", "The comment is not attached to an article."))
+    if secret is not None and not (form.guid and token_valid(secret, form.guid, form.token)):
+        errors.append(FieldError(
+            "form_token", "invalid_token",
+            "This form has expired or did not come from our site. Please reload the article and try again.",
+        ))
+    if form.honeypot.strip():
+        errors.append(FieldError("website_url", "honeypot", "Your comment could not be accepted."))
+    if not form.author:
+        errors.append(FieldError("author", "missing_name", "Please enter your name."))
+    elif len(form.author) > MAX_NAME_CHARS:
+        errors.append(FieldError("author", "name_too_long", f"Your name must be at most {MAX_NAME_CHARS} characters."))
+    if not form.email:
+        errors.append(FieldError("email", "missing_email", "Please enter your email address."))
+    elif not is_valid_email(form.email):
+        errors.append(FieldError("email", "invalid_email", "Please enter a valid email address."))
+    if not form.body:
+        errors.append(FieldError("comment", "empty_body", "Please type your comment."))
+    elif len(form.body) > MAX_BODY_CHARS:
+        errors.append(FieldError(
+            "comment", "body_too_long",
+            f"Your comment is {len(form.body):,} characters long; the limit is {MAX_BODY_CHARS:,}.",
+        ))
+    if form.url and not is_valid_url(form.url):
+        errors.append(FieldError("url", "invalid_url", "The website must be a link starting with http:// or https://."))
+    if form.parent_id is not None and not _ID_RE.match(form.parent_id):
+        errors.append(FieldError("comment_parent", "invalid_parent", "The comment you reply to does not exist."))
+    return errors
+
+
+PAGE = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True).from_string(
+    """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{{ title }} — {{ site_name }}</title>
+<link rel="stylesheet" href="/static/site.css">
+</head>
+<body class="page comment-error-page">
+<main class="site-main">
+<h1>{{ title }}</h1>
+{% if errors %}
+<ul class="comment-errors" role="alert">
+{% for error in errors %}
+<li data-field="{{ error.field }}" data-code="{{ error.code }}">{{ error.message }}</li>
+{% endfor %}
+</ul>
+{% endif %}
+{% if back %}
+<p><a href="{{ back }}">Back to the article</a></p>
+{% endif %}
+{% if form %}
+<section id="respond">
+<h2>Your comment</h2>
+<form id="commentform" class="comment-form" method="post" action="/comments">
+<p class="field"><label for="comment">Comment *</label>
+<textarea id="comment" name="comment" rows="8" required>{{ form.comment }}</textarea></p>
+<p class="field"><label for="author">Name *</label>
+<input id="author" name="author" type="text" value="{{ form.author }}" autocomplete="name" required></p>
+<p class="field"><label for="email">Email *</label>
+<input id="email" name="email" type="email" value="{{ form.email }}" autocomplete="email" required></p>
+<p class="field"><label for="url">Website</label>
+<input id="url" name="url" type="url" value="{{ form.url }}" autocomplete="url"></p>
+<p class="hp"><label for="website_url">Leave this field empty</label>
+<input id="website_url" name="website_url" type="text" value="" tabindex="-1" autocomplete="off"></p>
+<input type="hidden" name="comment_post_ID" value="{{ form.comment_post_ID }}">
+<input type="hidden" name="comment_parent" value="{{ form.comment_parent }}">
+<input type="hidden" name="form_token" value="{{ form.form_token }}">
+<input type="hidden" name="idempotency_key" value="{{ form.idempotency_key }}">
+<p class="form-submit"><button type="submit" id="submit">Post Comment</button></p>
+</form>
+</section>
+{% endif %}
+</main>
+</body>
+</html>
+"""
+)
+
+TITLES = {
+    400: "Your comment needs a correction",
+    404: "This article is not open for comments",
+    409: "You have already posted this comment",
+    410: "This article has been removed",
+    429: "You are commenting too quickly",
+    503: "Your comment could not be posted",
+}
+
+
+class CommentEdge:
+    def __init__(
+        self,
+        settings: PublisherSettings,
+        broker: KafkaBroker,
+        client: aioredis.Redis,
+        store_of: Callable[[], PublisherStore],
+    ) -> None:
+        self.settings = settings
+        self.secret = settings.comment_form_secret.get_secret_value()
+        self.broker = broker
+        self.redis = client
+        self.store_of = store_of
+        self.prefix = f"{settings.redis_namespace}:pub:edge"
+        self.topic = topic_name(settings, topics.COMMENT_SUBMISSIONS)
+
+    def install(self, router: Router) -> None:
+        router.add(["POST"], "/comments", self.post_form)
+        router.add(["POST"], "/api/comments", self.post_json)
+        router.add(["POST"], "/comments/{id}/report", self.report)
+
+    # --- helpers ------------------------------------------------------------------------------------------
+
+    def _hash(self, kind: str, value: str) -> str:
+        return hmac.new(self.secret.encode(), f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def client_ip(self, request: Request) -> str | None:
+        if self.settings.comment_trust_forwarded_for:
+            forwarded = request.header("x-forwarded-for").split(",")[0].strip()
+            if forwarded:
+                return forwarded
+        return request.client
+
+    def page(self, status: int, errors: list[FieldError], form: CommentForm | None, back: str | None) -> Response:
+        body = PAGE.render(
+            title=TITLES.get(status, "Your comment could not be posted"),
+            site_name=self.settings.site_name,
+            errors=errors,
+            form=form.refill() if form is not None else None,
+            back=back,
+        ).encode()
+        headers = [(b"content-security-policy", CSP), (b"cache-control", b"no-store")]
+        if status == 429:
+            headers.append((b"retry-after", str(self.settings.comment_flood_seconds).encode()))
+        return Response(body, status, headers, b"text/html; charset=utf-8")
+
+    @staticmethod
+    def problem(status: int, errors: list[FieldError]) -> Response:
+        payload = {
+            "status": status,
+            "error": TITLES.get(status, "error"),
+            "errors": [{"field": e.field, "code": e.code, "message": e.message} for e in errors],
+        }
+        response = json_response(payload, status)
+        response.headers.append((b"cache-control", b"no-store"))
+        return response
+
+    # --- submission ---------------------------------------------------------------------------------------
+
+    async def post_form(self, request: Request) -> Response:
+        form = CommentForm.from_fields(request.form())
+        outcome = await self.submit(form, request, secret=self.secret)
+        if outcome.status == 303:
+            location = f"{outcome.url_path}#comment-pending".encode()
+            return Response(b"", 303, [(b"location", location), (b"cache-control", b"no-store")])
+        return self.page(outcome.status, outcome.errors, form if outcome.status != 410 else None, outcome.url_path)
+
+    async def post_json(self, request: Request) -> Response:
+        try:
+            data = request.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return self.problem(400, [FieldError("body", "not_json", "The body must be a JSON object.")])
+        if not data.get("idempotency_key") and request.header("idempotency-key"):
+            data = {**data, "idempotency_key": request.header("idempotency-key")}
+        form = CommentForm.from_fields(data)
+        outcome = await self.submit(form, request, secret=None)
+        if outcome.status == 303:
+            return json_response({"id": outcome.comment_id, "status": "pending"}, 202)
+        return self.problem(outcome.status, outcome.errors)
+
+    async def submit(self, form: CommentForm, request: Request, *, secret: str | None) -> Outcome:
+        errors = validate(form, secret=secret)
+        if errors:
+            return Outcome(400, errors)
+        store = self.store_of()
+        meta = await store.meta(form.guid)
+        status = meta.get("status")
+        url_path = meta.get("url_path") or None
+        if status == "killed":
+            return Outcome(410, [FieldError("comment_post_ID", "article_killed", "This article has been removed.")])
+        if status != "published" or url_path is None:
+            error = FieldError("comment_post_ID", "article_unknown", "This article is not open for comments.")
+            return Outcome(404, [error])
+        if form.parent_id is not None and not await self._approved_comment(store, form.guid, form.parent_id):
+            error = FieldError("comment_parent", "parent_unknown", "The comment you reply to is not on this article.")
+            return Outcome(400, [error], url_path)
+
+        cid = comment_id(form.guid, form.email, form.body, form.idempotency_key)
+        id_key = f"{self.prefix}:id:{cid}"
+        replay = not await self.redis.set(id_key, "1", nx=True, ex=REPLAY_SECONDS)
+        ip = self.client_ip(request)
+        email_key = f"{self.prefix}:flood:e:{self._hash('email', form.email.casefold())}"
+        ip_key = f"{self.prefix}:flood:ip:{self._hash('ip', ip)}" if ip else None
+        text_of_author = "\x00".join((form.guid, form.email.casefold(), normalized_text(form.body)))
+        dup_key = f"{self.prefix}:dup:{self._hash('dup', text_of_author)}"
+        taken: list[str] = []
+        if not replay:
+            if await self.redis.exists(dup_key):
+                await self.redis.delete(id_key)
+                error = FieldError("comment", "duplicate", "You have already posted this comment on this article.")
+                return Outcome(409, [error], url_path)
+            for key in filter(None, (email_key, ip_key)):
+                if await self.redis.set(key, cid, nx=True, ex=self.settings.comment_flood_seconds):
+                    taken.append(key)
+                    continue
+                await self.redis.delete(id_key, *taken)
+                error = FieldError(
+                    "comment", "flood",
+                    f"Please wait {self.settings.comment_flood_seconds} seconds between comments.",
+                )
+                return Outcome(429, [error], url_path)
+        event = CommentSubmitted(
+            id=cid,
+            article_guid=form.guid,
+            parent_id=form.parent_id,
+            author=form.author,
+            email=form.email,
+            url=form.url,
+            body=form.body,
+            ip=ip,
+            user_agent=request.header("user-agent")[:300] or None,
+            submitted_at=datetime.now(UTC),
+        )
+        try:
+            await self.broker.publish(
+                event.model_dump_json().encode(), topic=self.topic, key=form.guid.encode(),
+                headers={"content-type": "application/json"},
+            )
+        except Exception as exc:
+            log.warning("comment not produced", comment=cid, guid=form.guid, error=repr(exc))
+            if not replay:
+                await self.redis.delete(id_key, *taken)
+            error = FieldError("comment", "unavailable", "Comments are briefly unavailable. Please try again.")
+            return Outcome(503, [error], url_path)
+        await self.redis.set(dup_key, cid, ex=DUPLICATE_SECONDS)
+        log.info("comment submitted", comment=cid, guid=form.guid, replay=replay)
+        return Outcome(303, [], url_path, cid)
+
+    async def _approved_comment(self, store: PublisherStore, guid: str, cid: str) -> bool:
+        """Whether the comment is shown on the article (the publisher's copy of its latest decision)."""
+        raw = cast(bytes | None, await store.redis.hget(store.article_key(guid, "comments"), cid))
+        if raw is None:
+            return False
+        try:
+            return bool(json.loads(raw).get("status") == "approved")
+        except ValueError:
+            return False
+
+    # --- reports ------------------------------------------------------------------------------------------
+
+    def reader(self, request: Request) -> str:
+        """Who reports: the reader cookie when the site set one, else the IP and the browser."""
+        for part in request.header("cookie").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == READER_COOKIE and _READER_RE.match(value):
+                return self._hash("reader-cookie", value)
+        return self._hash("reader", f"{self.client_ip(request) or ''}\x00{request.header('user-agent')}")
+
+    async def report(self, request: Request) -> Response:
+        is_json = "json" in request.header("content-type")
+        try:
+            fields: Any = request.json() if is_json else request.form()
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict):
+            return self.problem(400, [FieldError("body", "not_json", "The body must be a JSON object.")])
+        cid = request.params["id"]
+        if not _ID_RE.match(cid):
+            return self.problem(404, [FieldError("id", "unknown_comment", "No such comment.")])
+        guid = str(fields.get("comment_post_ID") or fields.get("article_guid") or "").strip() or None
+        reason = str(fields.get("reason") or "").strip()[:300] or None
+        url_path: str | None = None
+        if guid is not None:
+            store = self.store_of()
+            meta = await store.meta(guid)
+            url_path = meta.get("url_path") or None
+            if meta.get("status") != "published" or not await self._approved_comment(store, guid, cid):
+                return self.problem(404, [FieldError("id", "unknown_comment", "No such comment on this article.")])
+        event = CommentReported(
+            id=cid, article_guid=guid, reporter=self.reader(request), reason=reason, reported_at=datetime.now(UTC)
+        )
+        await self.broker.publish(
+            event.model_dump_json().encode(), topic=self.topic, key=(guid or cid).encode(),
+            headers={"content-type": "application/json"},
+        )
+        if not is_json and url_path:
+            return Response(b"", 303, [(b"location", f"{url_path}#comments".encode()), (b"cache-control", b"no-store")])
+        return json_response({"id": cid, "status": "reported"}, 202)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    errors: list[FieldError]
+    url_path: str | None = None
+    comment_id: str | None = None
+
+
+def install_comment_edge(
+    runtime: Runtime, settings: PublisherSettings, store_of: Callable[[], PublisherStore]
+) -> CommentEdge:
+    """Put the comment routes on the publisher's router; `store_of` gives the store readers are served from."""
+    edge = CommentEdge(settings, runtime.broker, runtime.redis, store_of)
+    edge.install(runtime.router)
+    return edge
+
