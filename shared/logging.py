@@ -24,6 +24,14 @@ def _redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, An
     return event_dict
 
 
+def _logger_name(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Native lines carry their module as `_logger_name`; stdlib lines as `logger`. One key in the output."""
+    name = event_dict.pop("_logger_name", None)
+    if name is not None:
+        event_dict["logger"] = name
+    return event_dict
+
+
 def configure_logging(
     service: str,
     *,
@@ -35,6 +43,7 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _logger_name,
         _redact_secrets,
     ]
     renderer: Any = (
@@ -78,5 +87,6 @@ def configure_logging(
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger that names its module in every line."""
-    return structlog.get_logger().bind(logger=name)
+    """A structlog logger that names its module in every line. Lazy: modules create theirs at import time,
+    before `configure_logging` runs, and must still get the configured pipeline."""
+    return structlog.get_logger(_logger_name=name)

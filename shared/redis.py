@@ -16,16 +16,18 @@ from shared.settings import ServiceSettings
 
 
 def make_redis(settings: ServiceSettings, *, pool_size: int = 32) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+    # A blocking pool: a burst of requests waits a moment for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url.get_secret_value(),
-        decode_responses=False,
         max_connections=pool_size,
+        timeout=5,
         health_check_interval=15,
         socket_connect_timeout=3,
         socket_timeout=10,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
         retry_on_error=[ConnectionError, TimeoutError],
     )
+    return aioredis.Redis(connection_pool=pool, decode_responses=False)
 
 
 def tagged(namespace: str, area: str, entity: str, *parts: str) -> str:

@@ -46,7 +46,7 @@ infra_tools() {
 }
 
 test_tools() {
-  apt_install chromium nginx
+  apt_install chromium nginx wrk
 }
 
 python_env

@@ -1,6 +1,7 @@
 from services.publisher.app import create_app
 from services.publisher.config import PublisherSettings
-from shared.http import serve
+from services.publisher.server import run
 
 settings = PublisherSettings()
-serve(create_app(settings), settings.http_host, settings.publisher_http_port)
+app, reader = create_app(settings)
+run(app, reader, settings.http_host, settings.publisher_http_port)

@@ -9,10 +9,8 @@ from services.publisher.config import PublisherSettings
 from services.publisher.handlers import SERVICE, register
 from services.publisher.live import LiveSite
 from services.publisher.pagecache import PageCache
-from services.publisher.project import Projector
-from services.publisher.rebuild import rebuild_site, site_config
-from services.publisher.store import PublisherStore
-from services.publisher.web import ReaderApp
+from services.publisher.rebuild import projector_factory, rebuild_site, site_config
+from services.publisher.web import PreparedPage, ReaderApp
 from shared.cli import client_options
 from shared.http import ServiceApp
 from shared.kafka import group_id
@@ -22,13 +20,13 @@ from shared.service import build_runtime
 log = get_logger(__name__)
 
 
-def create_app(settings: PublisherSettings | None = None) -> ServiceApp:
+def create_app(settings: PublisherSettings | None = None) -> tuple[ServiceApp, ReaderApp]:
+    """The ASGI app (lifespan, every route) and the reader it serves cached pages with."""
     settings = settings or PublisherSettings()
     runtime = build_runtime(SERVICE, settings, max_body_bytes=settings.max_form_bytes)
     site = site_config(settings)
 
-    def make_projector(store: PublisherStore) -> Projector:
-        return Projector(store, site, form_secret=settings.comment_form_secret.get_secret_value())
+    make_projector = projector_factory(settings)
 
     live = LiveSite(runtime.redis, settings.redis_namespace, site, make_projector)
     register(settings, live, runtime.runner)
@@ -37,10 +35,13 @@ def create_app(settings: PublisherSettings | None = None) -> ServiceApp:
     async def read_page(path: str) -> dict[bytes, bytes]:
         return await live.store.read_page(path)
 
-    cache = PageCache(runtime.redis, live.store.page_key(""), read_page, max_entries=settings.cache_max_pages)
+    cache = PageCache(
+        runtime.redis, live.store.page_prefix, read_page, PreparedPage.from_fields,
+        max_entries=settings.cache_max_pages,
+    )
 
     async def retarget(namespace: str) -> None:
-        await cache.retarget(live.projector(namespace).store.page_key(""))
+        await cache.retarget(live.projector(namespace).store.page_prefix)
 
     async def rebuild_from_log() -> None:
         try:
@@ -68,4 +69,5 @@ def create_app(settings: PublisherSettings | None = None) -> ServiceApp:
     runtime.before_start.append(start_site)
     runtime.on_shutdown.append(cache.stop)
     runtime.on_shutdown.append(live.stop)
-    return runtime.app(reader=ReaderApp(cache, site))
+    reader = ReaderApp(cache, site)
+    return runtime.app(reader=reader), reader

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
@@ -20,29 +21,36 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 PageFields = dict[bytes, bytes]
+T = TypeVar("T")
 
 
-class PageCache:
+class PageCache(Generic[T]):
+    """Caches `prepare(fields)` of each page; a page missing in Redis is not cached (None)."""
+
     def __init__(
         self,
         client: aioredis.Redis,
         key_prefix: str,
         fetch: Callable[[str], Awaitable[PageFields]],
+        prepare: Callable[[PageFields], T],
         *,
         max_entries: int = 50_000,
     ) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self.fetch_from_redis = fetch
+        self.prepare = prepare
         self.max_entries = max_entries
-        self.entries: OrderedDict[str, PageFields] = OrderedDict()
+        self.entries: OrderedDict[str, T] = OrderedDict()
         self.in_flight: dict[str, int] = {}
+        self.fetching: dict[str, asyncio.Future[T | None]] = {}
         self.invalidated_during_fetch: set[str] = set()
         self.enabled = False
         self.invalidations = 0
         self._task: asyncio.Task[None] | None = None
         self._connections: list[Connection] = []
         self._retry_delay = 0.05
+        self._last_message = 0.0
 
     async def retarget(self, key_prefix: str) -> None:
         """Readers moved to another namespace: drop everything and track the new prefix."""
@@ -60,12 +68,33 @@ class PageCache:
         # key layout: "{prefix}{path}}"  (prefix ends with "{")
         return text[len(self.key_prefix) : -1]
 
-    async def get(self, path: str) -> PageFields:
+    def peek(self, path: str) -> T | None:
+        """The cached page, without waiting; None when it must be fetched."""
+        return self.entries.get(path) if self.enabled else None
+
+    async def get(self, path: str) -> T | None:
         if self.enabled:
             hit = self.entries.get(path)
             if hit is not None:
-                self.entries.move_to_end(path)
                 return hit
+        waiting = self.fetching.get(path)
+        if waiting is not None:  # one fetch per page however many readers miss it at once
+            return await asyncio.shield(waiting)
+        future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
+        self.fetching[path] = future
+        try:
+            result = await self._fetch(path)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else has to
+            raise
+        else:
+            future.set_result(result)
+        finally:
+            del self.fetching[path]
+        return result
+
+    async def _fetch(self, path: str) -> T | None:
         self.in_flight[path] = self.in_flight.get(path, 0) + 1
         try:
             fields = await self.fetch_from_redis(path)
@@ -75,15 +104,18 @@ class PageCache:
                 self.in_flight[path] = remaining
             else:
                 del self.in_flight[path]
-        if self.enabled and fields:
+        if not fields:
+            return None
+        prepared = self.prepare(fields)
+        if self.enabled:
             if path in self.invalidated_during_fetch:
                 if path not in self.in_flight:
                     self.invalidated_during_fetch.discard(path)
             else:
-                self.entries[path] = fields
+                self.entries[path] = prepared
                 if len(self.entries) > self.max_entries:
-                    self.entries.popitem(last=False)
-        return fields
+                    self.entries.popitem(last=False)  # oldest first: a bounded cache, refilled on demand
+        return prepared
 
     def invalidate(self, path: str) -> None:
         self.entries.pop(path, None)
@@ -125,10 +157,29 @@ class PageCache:
             await asyncio.sleep(self._retry_delay)
             self._retry_delay = min(self._retry_delay * 2, 5.0)
 
+    def _connection(self) -> Connection:
+        kwargs = {k: v for k, v in self.client.connection_pool.connection_kwargs.items() if k != "connection_class"}
+        # The channel is idle for as long as nothing changes: no read timeout, no health-check PINGs from the
+        # client library; liveness is checked by `_heartbeat` instead.
+        # RESP2 on purpose: invalidations then arrive as plain pub/sub messages on `__redis__:invalidate`.
+        kwargs.update(socket_timeout=None, health_check_interval=0, socket_keepalive=True, protocol=2)
+        return Connection(**kwargs)
+
+    async def _heartbeat(self, listener: Connection) -> None:
+        """A PING through the subscribed connection every 0.5 s; if nothing comes back for 1.5 s the channel is
+        presumed dead and caching stops, so a silently broken connection cannot leave stale pages in memory."""
+        while True:
+            await listener.send_command("PING")
+            await asyncio.sleep(0.5)
+            if asyncio.get_running_loop().time() - self._last_message > 1.5:
+                self.enabled = False
+                self.clear()
+                await listener.disconnect()
+                return
+
     async def _listen(self) -> None:
-        kwargs = self.client.connection_pool.connection_kwargs
-        listener = Connection(**{k: v for k, v in kwargs.items() if k != "connection_class"})
-        tracker = Connection(**{k: v for k, v in kwargs.items() if k != "connection_class"})
+        listener = self._connection()
+        tracker = self._connection()
         self._connections = [listener, tracker]
         await listener.connect()  # type: ignore[no-untyped-call]
         await tracker.connect()  # type: ignore[no-untyped-call]
@@ -145,16 +196,22 @@ class PageCache:
         self.clear()
         self.enabled = True
         self._retry_delay = 0.05
+        self._last_message = asyncio.get_running_loop().time()
+        heartbeat = asyncio.create_task(self._heartbeat(listener))
         log.info("page cache on, invalidated by Redis", prefix=self.key_prefix)
-        while True:
-            message = await listener.read_response(timeout=None)
-            if not isinstance(message, list) or len(message) < 3 or message[0] not in (b"message", "message"):
-                continue
-            keys = message[2]
-            if keys is None:  # Redis flushed everything
-                self.clear()
-                continue
-            for key in keys:
-                path = self.key_to_path(key)
-                if path is not None:
-                    self.invalidate(path)
+        try:
+            while True:
+                message = await listener.read_response()
+                self._last_message = asyncio.get_running_loop().time()
+                if not isinstance(message, list) or len(message) < 3 or message[0] not in (b"message", "message"):
+                    continue
+                keys = message[2]
+                if keys is None:  # Redis flushed everything
+                    self.clear()
+                    continue
+                for key in keys:
+                    path = self.key_to_path(key)
+                    if path is not None:
+                        self.invalidate(path)
+        finally:
+            heartbeat.cancel()

@@ -60,6 +60,17 @@ def site_config(settings: PublisherSettings) -> SiteConfig:
     )
 
 
+def projector_factory(settings: PublisherSettings) -> Callable[[PublisherStore], Projector]:
+    """How every publisher renders: the live consumer and a rebuild must produce the same bytes."""
+    site = site_config(settings)
+    secret = settings.comment_form_secret.get_secret_value()
+
+    def make(store: PublisherStore) -> Projector:
+        return Projector(store, site, form_secret=secret)
+
+    return make
+
+
 async def page_fingerprints(client: aioredis.Redis, namespace: str) -> dict[str, bytes]:
     """Every page of a namespace: path → status, location and ETag (a hash of the body), to compare sites."""
     prefix = f"{namespace}:page:{{"
@@ -158,7 +169,7 @@ async def rebuild_site(
     old, _ = await read_namespaces(client, keys)
     new = f"{keys.base}~{int(time.time() * 1000)}"
     report = RebuildReport(old, new)
-    build = make_projector or (lambda store: Projector(store, site_config(settings)))
+    build = make_projector or projector_factory(settings)
     projector = build(PublisherStore(client, new))
     try:
         await client.set(keys.rebuilding, new)

@@ -183,6 +183,11 @@ class PublisherStore:
     def page_key(self, path: str) -> str:
         return f"{self.ns}:page:{{{path}}}"
 
+    @property
+    def page_prefix(self) -> str:
+        """What every page key starts with (what the page cache tracks)."""
+        return f"{self.ns}:page:{{"
+
     def list_key(self, name: str, part: str) -> str:
         return f"{self.ns}:pub:{{list:{name}}}:{part}"
 

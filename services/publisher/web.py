@@ -1,15 +1,19 @@
 """The reader's HTTP side: answers every GET from pages already in Redis (through the in-memory `PageCache`).
 
-Nothing here renders or reaches Kafka. Conditional requests (ETag, If-None-Match → 304), precompressed gzip
-bodies, and cache and security headers are applied to the stored bytes as they are.
+Nothing here renders or reaches Kafka. Each page is turned once into a `PreparedPage` holding the complete
+HTTP responses (status line, headers and body; plain and gzip; GET and HEAD; 304), so a cached request costs a
+dictionary lookup and one write. Conditional requests (ETag, If-None-Match → 304), precompressed gzip bodies,
+and cache and security headers are part of those prepared bytes.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+from dataclasses import dataclass
+from http import HTTPStatus
 
-from services.publisher.pagecache import PageCache, PageFields
+from services.publisher.pagecache import PageCache
 from services.publisher.render import asset_bytes, render_error
 from services.publisher.site import SiteConfig
 from shared.http import Receive, Scope, Send
@@ -37,64 +41,46 @@ def normalize_path(path: str) -> str:
     return path
 
 
-class StaticAssets:
-    def __init__(self) -> None:
-        self.assets: dict[str, tuple[bytes, bytes, bytes, bytes]] = {}
-        for name in ("site.css", "site.js"):
-            body, content_type = asset_bytes(name)
-            etag = ('"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"').encode()
-            self.assets[f"/static/{name}"] = (body, gzip.compress(body, mtime=0), content_type.encode(), etag)
+def _status_line(status: int) -> bytes:
+    return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
 
 
-class ReaderApp:
-    """ASGI handler for GET/HEAD of public pages; anything it does not own goes to `other`."""
+@dataclass(frozen=True)
+class Variant:
+    """One ready answer: the ASGI status and headers, and the same as raw HTTP/1.1 bytes."""
 
-    def __init__(self, cache: PageCache, site: SiteConfig) -> None:
-        self.cache = cache
-        self.not_found = render_error(404, site)
-        self.static = StaticAssets()
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    raw_head: bytes  # status line + headers + blank line
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = normalize_path(scope["path"])
-        head = scope["method"] == "HEAD"
-        request_headers = scope["headers"]
-        asset = self.static.assets.get(path)
-        if asset is not None:
-            body, gz, content_type, etag = asset
-            await self._send(send, 200, body, gz, content_type, etag, b"", ASSET_CACHE_CONTROL, b"",
-                             request_headers, head, "static")
-            return
-        fields = await self.cache.get(path)
-        if not fields:
-            await self._send(send, 404, self.not_found, b"", b"text/html; charset=utf-8", b"", b"",
-                             ERROR_CACHE_CONTROL, b"", request_headers, head, "page")
-            return
-        await self.send_page(send, fields, request_headers, head)
+    @classmethod
+    def of(cls, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, length: int | None = None) -> Variant:
+        headers = [*headers, (b"content-length", str(len(body) if length is None else length).encode())]
+        raw = _status_line(status) + b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n"
+        return cls(status, tuple(headers), body, raw)
 
-    async def send_page(
-        self, send: Send, fields: PageFields, request_headers: list[tuple[bytes, bytes]], head: bool
+
+class PreparedPage:
+    """Every answer a page can give, computed once when the page enters the cache."""
+
+    __slots__ = ("etag", "gzip", "gzip_head", "head", "not_modified", "plain", "route", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        gz: bytes = b"",
+        content_type: bytes = b"text/html; charset=utf-8",
+        etag: bytes = b"",
+        last_modified: bytes = b"",
+        location: bytes = b"",
+        cache_control: bytes | None = None,
+        route: str = "page",
     ) -> None:
-        status = int(fields[b"status"])
-        cache_control = PAGE_CACHE_CONTROL if status in (200, 301) else ERROR_CACHE_CONTROL
-        await self._send(
-            send, status, fields.get(b"body", b""), fields.get(b"gz", b""), fields.get(b"ct", b"text/html"),
-            fields.get(b"etag", b""), fields.get(b"lm", b""), cache_control, fields.get(b"loc", b""),
-            request_headers, head, "page",
-        )
-
-    @staticmethod
-    async def _send(
-        send: Send, status: int, body: bytes, gz: bytes, content_type: bytes, etag: bytes,
-        last_modified: bytes, cache_control: bytes, location: bytes,
-        request_headers: list[tuple[bytes, bytes]], head: bool, route: str,
-    ) -> None:
-        accepts_gzip = False
-        if_none_match = b""
-        for name, value in request_headers:
-            if name == b"accept-encoding":
-                accepts_gzip = b"gzip" in value
-            elif name == b"if-none-match":
-                if_none_match = value
+        if cache_control is None:
+            cache_control = PAGE_CACHE_CONTROL if status in (200, 301) else ERROR_CACHE_CONTROL
         headers = [(b"cache-control", cache_control), *COMMON_HEADERS]
         if etag:
             headers.append((b"etag", etag))
@@ -104,16 +90,81 @@ class ReaderApp:
             headers.append((b"location", location))
         if gz:
             headers.append((b"vary", b"Accept-Encoding"))
-        if status == 200 and etag and if_none_match and etag in if_none_match:
-            HTTP_REQUESTS.labels("publisher", route, "304").inc()
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        if gz and accepts_gzip:
-            body = gz
-            headers.append((b"content-encoding", b"gzip"))
-        headers.append((b"content-type", content_type))
-        headers.append((b"content-length", str(len(body)).encode()))
-        HTTP_REQUESTS.labels("publisher", route, str(status)).inc()
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if head else body})
+        self.status = status
+        self.etag = etag
+        self.route = route
+        typed = [*headers, (b"content-type", content_type)]
+        self.plain = Variant.of(status, typed, body)
+        self.head = Variant.of(status, typed, b"", length=len(body))
+        zipped = [*typed, (b"content-encoding", b"gzip")]
+        self.gzip = Variant.of(status, zipped, gz) if gz else None
+        self.gzip_head = Variant.of(status, zipped, b"", length=len(gz)) if gz else None
+        self.not_modified = Variant.of(304, headers, b"", length=0) if status == 200 and etag else None
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> PreparedPage:
+        return cls(
+            int(fields[b"status"]),
+            fields.get(b"body", b""),
+            gz=fields.get(b"gz", b""),
+            content_type=fields.get(b"ct", b"text/html; charset=utf-8"),
+            etag=fields.get(b"etag", b""),
+            last_modified=fields.get(b"lm", b""),
+            location=fields.get(b"loc", b""),
+        )
+
+    def answer(self, *, head: bool, accepts_gzip: bool, if_none_match: bytes) -> Variant:
+        if self.not_modified is not None and if_none_match and self.etag in if_none_match:
+            return self.not_modified
+        if accepts_gzip and self.gzip is not None:
+            return self.gzip_head if head and self.gzip_head is not None else self.gzip
+        return self.head if head else self.plain
+
+
+def request_preferences(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bytes]:
+    accepts_gzip = False
+    if_none_match = b""
+    for name, value in headers:
+        if name == b"accept-encoding":
+            accepts_gzip = b"gzip" in value
+        elif name == b"if-none-match":
+            if_none_match = value
+    return accepts_gzip, if_none_match
+
+
+def static_pages() -> dict[str, PreparedPage]:
+    pages = {}
+    for name in ("site.css", "site.js"):
+        body, content_type = asset_bytes(name)
+        etag = ('"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"').encode()
+        pages[f"/static/{name}"] = PreparedPage(
+            200, body, gz=gzip.compress(body, mtime=0), content_type=content_type.encode(), etag=etag,
+            cache_control=ASSET_CACHE_CONTROL, route="static",
+        )
+    return pages
+
+
+class ReaderApp:
+    """GET/HEAD of public pages, as an ASGI app; `fast_answer` is the same without ASGI, for cached pages."""
+
+    def __init__(self, cache: PageCache[PreparedPage], site: SiteConfig) -> None:
+        self.cache = cache
+        self.not_found = PreparedPage(404, render_error(404, site), route="missing")
+        self.static = static_pages()
+
+    def cached(self, path: str) -> PreparedPage | None:
+        """A page available without waiting (static asset or in-memory page), else None."""
+        path = normalize_path(path)
+        return self.static.get(path) or self.cache.peek(path)
+
+    async def page(self, path: str) -> PreparedPage:
+        path = normalize_path(path)
+        return self.static.get(path) or await self.cache.get(path) or self.not_found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        page = await self.page(scope["path"])
+        accepts_gzip, if_none_match = request_preferences(scope["headers"])
+        variant = page.answer(head=scope["method"] == "HEAD", accepts_gzip=accepts_gzip, if_none_match=if_none_match)
+        HTTP_REQUESTS.labels("publisher", page.route, str(variant.status)).inc()
+        await send({"type": "http.response.start", "status": variant.status, "headers": list(variant.headers)})
+        await send({"type": "http.response.body", "body": variant.body})

@@ -130,14 +130,14 @@ async def test_kill_is_final_and_survives_a_replay_of_the_article_topics(
     assert await stack.wait_for(gone, timeout=10)
 
     # Replay: the publisher rebuilds its whole site from the article topics; ingest replays its state too.
+    import redis.asyncio as aioredis
+
     from services.publisher.config import PublisherSettings
     from services.publisher.rebuild import rebuild_site
-    import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(stack.redis)
     try:
-        settings = PublisherSettings(kafka_bootstrap_servers=stack.kafka, redis_url=stack.redis,
-                                     kafka_topic_prefix=stack.prefix, redis_namespace=stack.namespace)
+        settings = stack.settings("publisher", PublisherSettings)
         await rebuild_site(settings, client, settle_seconds=0.3, keep_old_seconds=0.3)
         assert (await get(stack, path)).status_code == 410
         # Ingest loses its memory (Redis keys gone) and a newer usable version arrives: still dead.

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -20,6 +20,7 @@ import httpx
 from shared import topics
 
 REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 SERVICES = ("ingest", "related", "comments", "publisher")
 INGEST_TOKEN = "test-ingest-token"
 MODERATION_TOKEN = "test-moderation-token"
@@ -88,6 +89,12 @@ class ServiceStack:
             env[f"{service.upper()}_HTTP_PORT"] = str(self.ports.get(f"{service}-{instance}", 0))
             env["INSTANCE_ID"] = f"{service}-{instance}"
         return env
+
+    def settings(self, service: str, cls: type[T]) -> T:
+        """The settings object a service process of this stack runs with."""
+        env = self.env(service)
+        fields = cls.model_fields  # type: ignore[attr-defined]
+        return cls.model_validate({k.lower(): v for k, v in env.items() if k.lower() in fields})  # type: ignore[attr-defined,no-any-return]
 
     async def create_topics(self) -> None:
         await topics.ensure_topics(self.kafka, prefix=self.prefix, partitions=12)

@@ -1,0 +1,250 @@
+"""The publisher's HTTP/1.1 server: cached pages straight from memory, everything else through ASGI.
+
+An ASGI server spends most of a cached request building and passing dictionaries; for a page that is already
+prepared in memory the answer is one dictionary lookup and one `transport.write`. So reads of cached pages are
+answered inside the protocol (httptools parser, uvloop), and any other request — a page not yet in memory,
+a comment post, health and metrics — is handed to the service's ASGI app, in order, on the same connection.
+The ASGI lifespan (Kafka consumers, Redis) is driven here too, and SIGTERM drains in-flight requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections import deque
+from collections.abc import MutableMapping
+from typing import Any, cast
+from urllib.parse import unquote
+
+import httptools
+import uvloop
+
+from services.publisher.web import ReaderApp, Variant, request_preferences
+from shared.http import ASGIApp
+from shared.logging import get_logger
+from shared.metrics import HTTP_REQUESTS
+
+log = get_logger(__name__)
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+MAX_BODY = 1024 * 1024
+
+
+class Request:
+    __slots__ = ("body", "headers", "keep_alive", "method", "url")
+
+    def __init__(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool):
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+
+
+class HttpProtocol(asyncio.Protocol):
+    def __init__(self, server: PublisherServer) -> None:
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[Request] = deque()
+        self.busy = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._size = 0
+
+    # connection
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's TCP transport is not a subclass
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            if self.transport:
+                self.transport.write(BAD_REQUEST)
+                self.transport.close()
+
+    # parser callbacks
+    def on_message_begin(self) -> None:
+        self._url, self._headers, self._body, self._size = b"", [], [], 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size <= MAX_BODY + 1:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = Request(
+            self.parser.get_method(), self._url, self._headers, b"".join(self._body), self.parser.should_keep_alive()
+        )
+        if self.busy:
+            self.queue.append(request)
+        else:
+            self.handle(request)
+
+    # answering
+    def handle(self, request: Request) -> None:
+        if request.method in (b"GET", b"HEAD") and self.server.accepting:
+            path = request.url.split(b"?", 1)[0]
+            page = self.server.reader.cached(unquote(path.decode("latin-1")))
+            if page is not None and b"?" not in request.url:
+                accepts_gzip, if_none_match = request_preferences(request.headers)
+                variant = page.answer(head=request.method == b"HEAD", accepts_gzip=accepts_gzip,
+                                      if_none_match=if_none_match)
+                HTTP_REQUESTS.labels("publisher", page.route, str(variant.status)).inc()
+                self.write(variant.raw_head, variant.body, request.keep_alive)
+                return
+        self.busy = True
+        if self.transport:
+            self.transport.pause_reading()
+        task = asyncio.get_running_loop().create_task(self.run_asgi(request))
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
+
+    def write(self, head: bytes, body: bytes, keep_alive: bool) -> None:
+        if self.transport is None:
+            return
+        if not keep_alive:
+            head = head[:-2] + b"connection: close\r\n\r\n"
+        self.transport.write(head + body if len(body) < 65536 else head)
+        if len(body) >= 65536:
+            self.transport.write(body)
+        if not keep_alive:
+            self.transport.close()
+
+    async def run_asgi(self, request: Request) -> None:
+        path_bytes, _, query = request.url.partition(b"?")
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        scope: dict[str, Any] = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": request.method.decode(), "scheme": "http",
+            "path": unquote(path_bytes.decode("latin-1")), "raw_path": path_bytes, "query_string": query,
+            "root_path": "", "headers": request.headers,
+            "client": (peer[0], peer[1]) if peer else None, "server": self.server.address,
+        }
+        started: dict[str, Any] = {}
+        chunks: list[bytes] = []
+        body_sent = False
+
+        async def receive() -> MutableMapping[str, Any]:
+            nonlocal body_sent
+            if body_sent:
+                await asyncio.Event().wait()
+            body_sent = True
+            if len(request.body) > MAX_BODY:
+                return {"type": "http.request", "body": request.body[: MAX_BODY + 1], "more_body": False}
+            return {"type": "http.request", "body": request.body, "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await self.server.app(scope, receive, send)
+            status = int(started.get("status", 500))
+            headers = list(started.get("headers", []))
+        except Exception:
+            log.exception("request failed", path=scope["path"])
+            status, headers, chunks = 500, [(b"content-type", b"text/plain")], [b"internal error"]
+        body = b"".join(chunks)
+        if not any(name.lower() == b"content-length" for name, _ in headers):
+            headers.append((b"content-length", str(len(body)).encode()))
+        declared = {k.lower(): v for k, v in headers}.get(b"content-length", b"0")
+        raw = Variant.of(status, [h for h in headers if h[0].lower() != b"content-length"], b"",
+                         length=int(declared)).raw_head
+        self.write(raw, b"" if request.method == b"HEAD" else body, request.keep_alive and self.server.accepting)
+        self.busy = False
+        while self.queue and not self.busy and self.transport is not None:
+            self.handle(self.queue.popleft())
+        if self.transport is not None and not self.busy:
+            self.transport.resume_reading()
+
+
+class Lifespan:
+    """Drives the ASGI lifespan protocol of an app: start-up before serving, shutdown after draining."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.messages: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        self.started: asyncio.Future[None] = loop.create_future()
+        self.stopped: asyncio.Future[None] = loop.create_future()
+        self.task: asyncio.Future[None] | None = None
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        return await self.messages.get()
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        kind = message["type"]
+        target = self.started if kind.startswith("lifespan.startup") else self.stopped
+        if target.done():
+            return
+        if kind.endswith(".complete"):
+            target.set_result(None)
+        elif kind.endswith(".failed"):
+            target.set_exception(RuntimeError(message.get("message") or kind))
+
+    async def startup(self) -> None:
+        self.task = asyncio.ensure_future(self.app({"type": "lifespan", "asgi": {"version": "3.0"}},
+                                                   self.receive, self.send))
+        await self.messages.put({"type": "lifespan.startup"})
+        await asyncio.wait({self.started, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if not self.started.done():
+            raise RuntimeError("the app's lifespan ended during start-up") from self.task.exception()
+        self.started.result()
+
+    async def shutdown(self, grace_seconds: float) -> None:
+        await self.messages.put({"type": "lifespan.shutdown"})
+        assert self.task is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait({self.stopped, self.task}, timeout=grace_seconds, return_when=asyncio.FIRST_COMPLETED)
+
+
+class PublisherServer:
+    def __init__(self, app: ASGIApp, reader: ReaderApp, host: str, port: int) -> None:
+        self.app = app
+        self.reader = reader
+        self.address = (host, port)
+        self.connections: set[HttpProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
+
+    async def serve(self, graceful_seconds: float = 25.0) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        lifespan = Lifespan(self.app)
+        await lifespan.startup()
+        server = await loop.create_server(lambda: HttpProtocol(self), *self.address, backlog=2048,
+                                          reuse_address=True)
+        log.info("publisher serving", host=self.address[0], port=self.address[1])
+        await stop.wait()
+        log.info("stopping: no new connections, draining requests")
+        self.accepting = False
+        server.close()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=graceful_seconds)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        await lifespan.shutdown(graceful_seconds)
+
+
+def run(app: ASGIApp, reader: ReaderApp, host: str, port: int) -> None:
+    uvloop.install()
+    asyncio.run(PublisherServer(app, reader, host, port).serve())
