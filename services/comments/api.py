@@ -1,0 +1,296 @@
+"""The moderation API (`Authorization: Bearer <MODERATION_TOKEN>`), used by the moderation UI and desk tools.
+
+Reads come from the comments service's Redis view. Every action is a `ModerationAction` produced to the
+submissions topic (keyed by the article guid) and acknowledged by Kafka before the answer (`202`): the consumer
+applies it in order with the comment's other events and emits the `CommentDecided` with the next revision and
+the moderator as actor, which is the audit trail. Answers never carry an e-mail address or an IP, nor their
+hashes.
+
+| method | path | body | answer |
+|---|---|---|---|
+| GET | `/moderation/comments?status=pending&limit=50&before=EPOCH&near_key=K` | | list, newest first |
+| GET | `/moderation/comments/{id}` | | one comment with its history |
+| POST | `/moderation/comments/{id}/approve\\|reject\\|spam\\|restore` | `{"reason", "moderator"}` (optional) | 202 |
+| POST | `/moderation/comments/bulk` | `{"action", "ids": [...]}` or `{"action", "near_key", "statuses"}` | 202 |
+| POST | `/moderation/bans` | `{"email"}`, `{"ip"}` or `{"comment_id", "with_ip"}` | 201 |
+| POST | `/moderation/premoderation` | `{"article" or "section", "on": true\\|false}` | 200 |
+| GET | `/moderation/articles/{guid}` | | the article as moderation sees it |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from services.comments.articles import ArticleStates
+from services.comments.handlers import ACTION_STATUS
+from services.comments.store import STATUSES, CommentRecord, CommentStore, Hasher
+from shared.contracts.comments import ModerationAction
+from shared.http import Request, Response, Router, json_response, problem
+
+MAX_BULK = 1000
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+WORK_STATUSES = ("pending", "spam", "reported")
+Route = Callable[[Request], Awaitable[Response]]
+
+
+def bearer_ok(request: Request, token: str) -> bool:
+    """Constant-time comparison of the bearer token (an empty configured token never matches)."""
+    scheme, _, provided = request.header("authorization").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    return hmac.compare_digest(provided.strip().encode(), token.encode())
+
+
+def unauthorized() -> Response:
+    response = problem(401, "missing or wrong moderation token")
+    response.headers.append((b"www-authenticate", b'Bearer realm="moderation"'))
+    return response
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    if not request.body.strip():
+        return {}
+    try:
+        data = request.json()
+    except ValueError as exc:
+        raise BadRequest("body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _text(data: dict[str, Any], name: str, limit: int) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    value = value.strip()
+    if len(value) > limit:
+        raise BadRequest(f"{name} is longer than {limit} characters")
+    return value or None
+
+
+class ModerationApi:
+    def __init__(
+        self,
+        store: CommentStore,
+        articles: ArticleStates,
+        hasher: Hasher,
+        broker: KafkaBroker,
+        submissions_topic: str,
+        token: str,
+    ) -> None:
+        self.store = store
+        self.articles = articles
+        self.hasher = hasher
+        self.broker = broker
+        self.submissions_topic = submissions_topic
+        self.token = token
+
+    def install(self, router: Router) -> None:
+        router.add(["GET"], "/moderation/comments", self.guarded(self.list_comments))
+        router.add(["POST"], "/moderation/comments/bulk", self.guarded(self.bulk))
+        router.add(["GET"], "/moderation/comments/{id}", self.guarded(self.one_comment))
+        router.add(["POST"], "/moderation/comments/{id}/{action}", self.guarded(self.act))
+        router.add(["POST"], "/moderation/bans", self.guarded(self.ban))
+        router.add(["POST"], "/moderation/premoderation", self.guarded(self.premoderation))
+        router.add(["GET"], "/moderation/articles/{guid}", self.guarded(self.article))
+
+    def guarded(self, handler: Route) -> Route:
+        async def guarded(request: Request) -> Response:
+            if not bearer_ok(request, self.token):
+                return unauthorized()
+            try:
+                return await handler(request)
+            except BadRequest as exc:
+                return problem(400, str(exc))
+
+        return guarded
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    async def list_comments(self, request: Request) -> Response:
+        query = request.query
+        status = query.get("status", ["pending"])[0]
+        if status not in STATUSES:
+            return problem(400, f"status must be one of {', '.join(STATUSES)}")
+        try:
+            limit = min(max(int(query.get("limit", [DEFAULT_LIMIT])[0]), 1), MAX_LIMIT)
+            before = float(query["before"][0]) if "before" in query else None
+        except ValueError:
+            return problem(400, "limit and before must be numbers")
+        near = query.get("near_key", [None])[0]
+        if near:
+            records = [r for r in await self.store.records(await self.store.near_ids(near)) if r is not None]
+            records = sorted((r for r in records if r.status == status), key=_newest_first)[:limit]
+        else:
+            ids = await self.store.queue(status, limit, before)
+            records = [r for r in await self.store.records(ids) if r is not None and r.status == status]
+        counts = await self.store.near_counts(r.near_key for r in records)
+        return json_response([r.public(counts.get(r.near_key)) for r in records])
+
+    async def one_comment(self, request: Request) -> Response:
+        record = await self.store.record(request.params["id"])
+        if record is None:
+            return problem(404, "no such comment")
+        counts = await self.store.near_counts([record.near_key])
+        return json_response(record.public(counts.get(record.near_key)))
+
+    async def article(self, request: Request) -> Response:
+        guid = request.params["guid"]
+        state = await self.articles.get(guid)
+        if state is None:
+            return problem(404, "article not known to moderation")
+        sections = await self.store.section_premoderation()
+        return json_response(
+            {
+                "guid": guid,
+                "status": state.status,
+                "section": state.section,
+                "published_at": state.published_at,
+                "premoderated": state.premoderated,
+                "section_premoderated": state.section in sections,
+            }
+        )
+
+    # --- actions ------------------------------------------------------------------------------------------
+
+    async def act(self, request: Request) -> Response:
+        action = request.params["action"]
+        if action not in ACTION_STATUS:
+            return problem(404, "action must be approve, reject, spam or restore")
+        data = json_body(request)
+        moderator = _text(data, "moderator", 100) or "moderator"
+        reason = _text(data, "reason", 500)
+        record = await self.store.record(request.params["id"])
+        if record is None:
+            return problem(404, "no such comment")
+        target = ACTION_STATUS[action]
+        if record.status == target:
+            return json_response({"id": record.id, "status": record.status, "changed": False})
+        await self._send([record], action, moderator, reason)
+        return json_response(
+            {"id": record.id, "action": action, "status": target, "previous_status": record.status,
+             "changed": True},
+            202,
+        )
+
+    async def bulk(self, request: Request) -> Response:
+        data = json_body(request)
+        action = data.get("action")
+        if action not in ("approve", "reject", "spam", "restore"):
+            return problem(400, "action must be approve, reject, spam or restore")
+        moderator = _text(data, "moderator", 100) or "moderator"
+        reason = _text(data, "reason", 500)
+        ids = data.get("ids")
+        near = data.get("near_key")
+        if ids is not None:
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > MAX_BULK:
+                return problem(400, f"ids must be a list of at most {MAX_BULK} comment ids")
+            statuses: Sequence[str] = STATUSES
+        elif isinstance(near, str) and near:
+            ids = await self.store.near_ids(near)
+            statuses = data.get("statuses") or WORK_STATUSES
+            if not isinstance(statuses, list | tuple) or not set(statuses) <= set(STATUSES):
+                return problem(400, f"statuses must be a list of {', '.join(STATUSES)}")
+        else:
+            return problem(400, "give ids or near_key")
+        unique = list(dict.fromkeys(ids))[:MAX_BULK]
+        records = await self.store.records(unique)
+        target = ACTION_STATUS[action]
+        found = [r for r in records if r is not None]
+        chosen = [r for r in found if r.status in statuses and r.status != target]
+        await self._send(chosen, action, moderator, reason)
+        return json_response(
+            {
+                "action": action,
+                "accepted": [r.id for r in chosen],
+                "unchanged": [r.id for r in found if r not in chosen],
+                "unknown": [i for i, r in zip(unique, records, strict=True) if r is None],
+            },
+            202,
+        )
+
+    async def _send(self, records: Sequence[CommentRecord], action: str, moderator: str, reason: str | None) -> None:
+        now = datetime.now(UTC)
+        futures = []
+        for record in records:
+            event = ModerationAction(
+                action_id=uuid.uuid4().hex,
+                id=record.id,
+                article_guid=record.article_guid,
+                action=action,
+                moderator=moderator,
+                reason=reason,
+                requested_at=now,
+            )
+            futures.append(
+                await self.broker.publish(
+                    event.model_dump_json().encode(),
+                    topic=self.submissions_topic,
+                    key=record.article_guid.encode(),
+                    headers={"content-type": "application/json"},
+                    no_confirm=True,
+                )
+            )
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def ban(self, request: Request) -> Response:
+        data = json_body(request)
+        email = _text(data, "email", 254)
+        ip = _text(data, "ip", 64)
+        comment_id = _text(data, "comment_id", 200)
+        banned: list[str] = []
+        if email:
+            if "@" not in email:
+                return problem(400, "email is not an address")
+            await self.store.ban("email", self.hasher.email(email))
+            banned.append("email")
+        if ip:
+            await self.store.ban("ip", self.hasher.ip(ip))
+            banned.append("ip")
+        if comment_id:
+            record = await self.store.record(comment_id)
+            if record is None:
+                return problem(404, "no such comment")
+            await self.store.ban("email", record.email_hash)
+            banned.append("author")
+            if data.get("with_ip") is True and record.ip_hash:
+                await self.store.ban("ip", record.ip_hash)
+                banned.append("ip")
+        if not banned:
+            return problem(400, 'give "email", "ip" or "comment_id"')
+        return json_response({"banned": banned}, 201)
+
+    async def premoderation(self, request: Request) -> Response:
+        data = json_body(request)
+        on = data.get("on")
+        if not isinstance(on, bool):
+            return problem(400, '"on" must be true or false')
+        article = _text(data, "article", 500)
+        section = _text(data, "section", 200)
+        if article:
+            await self.store.set_article_premoderation(article, on)
+            return json_response({"article": article, "premoderated": on})
+        if section:
+            await self.store.set_section_premoderation(section, on)
+            return json_response({"section": section, "premoderated": on})
+        return problem(400, 'give "article" or "section"')
+
+
+def _newest_first(record: CommentRecord) -> tuple[float, str]:
+    return (-datetime.fromisoformat(record.submitted_at).timestamp(), record.id)

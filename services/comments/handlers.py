@@ -1,0 +1,643 @@
+"""The comments consumer: submissions, reader reports and moderator actions in, decisions and desk alerts out.
+
+Every event about a comment travels on the submissions topic keyed by the article guid, so one partition
+orders a comment's submission, reports and moderator actions and one consumer applies them in turn: the
+comment's record has a single writer and its revisions follow each other.
+
+Per batch, the state the decisions need (records, article states, author and IP history, bans) is read from
+Redis in one pipelined round trip before the first record runs (`prefetch`); what a record changes is kept in
+the batch's `BatchState`, so later records of the same batch see it (a double submit in one batch is still
+one comment). Redis is written once the decisions of the batch are acknowledged by Kafka (`Outbox.then`):
+records are created fenced by their absence and updated fenced by the revision they replace, so a batch
+delivered again re-emits the same revisions (which the publisher ignores) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from aiokafka import ConsumerRecord
+from pydantic import TypeAdapter, ValidationError
+
+from services.comments.articles import ArticleState as StoredArticle
+from services.comments.articles import ArticleStates
+from services.comments.config import CommentsSettings
+from services.comments.moderation import (
+    ArticleState,
+    Decision,
+    ModerationContext,
+    ModerationPolicy,
+    ParentState,
+    SurgeChange,
+    SurgeDetector,
+    SurgeThresholds,
+    is_valid_author_url,
+    moderate,
+    near_identical_key,
+    normalized_body_hash,
+    surge_signal,
+)
+from services.comments.spam import SpamModel, shipped_model
+from services.comments.store import (
+    MAX_ACTIONS,
+    QUEUE_KEEP,
+    STATUSES,
+    TRIMMED_QUEUES,
+    CommentRecord,
+    CommentStore,
+    Hasher,
+)
+from services.comments.textnorm import canonical_text
+from shared.contracts.comments import (
+    CommentDecided,
+    CommentReported,
+    CommentStatus,
+    CommentSubmitted,
+    ModerationAction,
+    SubmissionEvent,
+    SurgeAlert,
+)
+from shared.kafka import Outbox, Reject
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+SUBMISSION_EVENT: TypeAdapter[CommentSubmitted | CommentReported | ModerationAction] = TypeAdapter(SubmissionEvent)
+ACTION_STATUS: dict[str, CommentStatus] = {
+    "approve": "approved",
+    "reject": "rejected",
+    "spam": "spam",
+    "restore": "pending",
+}
+ACTION_REASON = {
+    "approve": "approved_by_moderator",
+    "reject": "rejected_by_moderator",
+    "spam": "marked_spam_by_moderator",
+    "restore": "restored_by_moderator",
+}
+EDGE_STYLE = frozenset({400, 403, 404, 409, 410, 429})
+"""Decisions an edge would have refused at once: they leave no trace in the author's history."""
+SURGE_TTL_SECONDS = 24 * 3600
+RECENT_BUCKET_SECONDS = 60
+"""Last comment times per e-mail and IP live in one hash per minute, read and written a batch at a time."""
+BODY_PREFIX = "b:"
+"""Fields of the author's hash that mark a text already posted on an article: `b:{guid}:{normalized hash}`."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BLANK_LINES = re.compile(r"\n[ \t]*\n+")
+
+
+def body_to_html(text: str) -> str:
+    """A reader's text for display: escaped, paragraphs on blank lines, `<br>` on single newlines.
+
+    Nothing becomes markup, links included: readers' links stay plain text, so spam earns no clicks.
+    """
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    paragraphs = [p.strip() for p in _BLANK_LINES.split(normalized) if p.strip()]
+    return "".join(
+        "<p>" + "<br>".join(html.escape(line.strip(), quote=True) for line in p.split("\n")) + "</p>"
+        for p in paragraphs
+    )
+
+
+def policy_from(settings: CommentsSettings) -> ModerationPolicy:
+    return ModerationPolicy(
+        banned_words=settings.word_list(settings.comments_banned_words),
+        suspect_words=settings.word_list(settings.comments_suspect_words),
+        comments_close_after=timedelta(days=settings.comments_close_after_days),
+        flood_window=timedelta(seconds=settings.comments_flood_seconds),
+        max_links=settings.comments_max_links,
+        hold_first_time_commenters=settings.comments_hold_first_time,
+        max_reply_depth=settings.comments_max_reply_depth,
+        spam_threshold=settings.comments_spam_threshold,
+    )
+
+
+def surge_thresholds(settings: CommentsSettings) -> SurgeThresholds:
+    return SurgeThresholds(
+        rate_on_per_minute=settings.comments_surge_rate_on,
+        rate_off_per_minute=settings.comments_surge_rate_off,
+        calm_period=timedelta(minutes=settings.comments_surge_calm_minutes),
+    )
+
+
+@dataclass
+class AuthorFacts:
+    """What Redis says about a submission's author and IP (read before the batch runs)."""
+
+    body_member: str = ""
+    approved: bool = False
+    last_at: float | None = None
+    duplicate: bool = False
+    ip_last_at: float | None = None
+    banned_email: bool = False
+    banned_ip: bool = False
+
+
+@dataclass
+class Prefetched:
+    records: dict[str, CommentRecord | None] = field(default_factory=dict)
+    articles: dict[str, StoredArticle | None] = field(default_factory=dict)
+    facts: dict[str, AuthorFacts] = field(default_factory=dict)
+    sections_premoderated: set[str] | None = None
+
+
+@dataclass
+class BatchState:
+    """What the records of one batch changed, seen by the later records of that batch, written after flush."""
+
+    prefetched: Prefetched
+    created: dict[str, CommentRecord] = field(default_factory=dict)
+    updated: dict[str, tuple[int, CommentRecord]] = field(default_factory=dict)
+    author_approved: set[str] = field(default_factory=set)
+    author_last: dict[str, float] = field(default_factory=dict)
+    ip_last: dict[str, float] = field(default_factory=dict)
+    bodies: set[tuple[str, str]] = field(default_factory=set)  # (email hash, "guid:body hash")
+    premoderation: dict[str, bool] = field(default_factory=dict)
+    clear_reporters: set[str] = field(default_factory=set)
+    stale_articles: set[str] = field(default_factory=set)
+    surge_touched: set[str] = field(default_factory=set)
+
+    def known_record(self, comment_id: str) -> tuple[bool, CommentRecord | None]:
+        if comment_id in self.created:
+            return True, self.created[comment_id]
+        if comment_id in self.updated:
+            return True, self.updated[comment_id][1]
+        if comment_id in self.prefetched.records:
+            return True, self.prefetched.records[comment_id]
+        return False, None
+
+    def save(self, record: CommentRecord, previous_revision: int | None) -> None:
+        """Keep the newest state of a record; the Redis write is fenced by the revision stored before."""
+        if record.id in self.created or previous_revision is None:
+            self.created[record.id] = record
+        elif record.id in self.updated:
+            self.updated[record.id] = (self.updated[record.id][0], record)
+        else:
+            self.updated[record.id] = (previous_revision, record)
+
+
+class CommentPipeline:
+    def __init__(
+        self,
+        settings: CommentsSettings,
+        client: aioredis.Redis,
+        articles: ArticleStates,
+        store: CommentStore,
+        *,
+        decisions_topic: str,
+        alerts_topic: str,
+        spam_model: SpamModel | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = client
+        self.articles = articles
+        self.store = store
+        self.hasher = Hasher(settings.comments_hash_key.get_secret_value())
+        self.policy = policy_from(settings)
+        self.spam_model = spam_model or shipped_model()
+        canonical_text("warm up")  # builds the folding table now rather than on the first comment
+        self.thresholds = surge_thresholds(settings)
+        self.surge = SurgeDetector(self.thresholds)
+        self.surge_loaded: set[str] = set()
+        self.decisions_topic = decisions_topic
+        self.alerts_topic = alerts_topic
+        self._prefetched: Prefetched | None = None
+        articles.on_change.append(self._article_changed)
+        self._changed_articles: set[str] = set()
+
+    # --- batch plumbing -----------------------------------------------------------------------------------
+
+    async def prepare(self, records: Sequence[ConsumerRecord[Any, Any]], submissions_topic: str) -> None:
+        """Read what the batch needs in one round trip. Best effort: a record missing here is read on its own."""
+        events: list[CommentSubmitted | CommentReported | ModerationAction] = []
+        for record in records:
+            if record.topic != submissions_topic:
+                continue
+            try:
+                events.append(SUBMISSION_EVENT.validate_json(record.value or b""))
+            except ValidationError:
+                continue
+        self._prefetched = None
+        if not events:
+            return
+        try:
+            self._prefetched = await self.prefetch(events)
+        except Exception as exc:
+            log.warning("prefetch failed; records read one by one", error=repr(exc))
+
+    def _article_changed(self, guid: str) -> None:
+        self._changed_articles.add(guid)
+
+    def batch_of(self, outbox: Outbox) -> BatchState:
+        batch: BatchState | None = outbox.scratch.get("comments")
+        if batch is None:
+            prefetched, self._prefetched = self._prefetched or Prefetched(), None
+            batch = outbox.scratch["comments"] = BatchState(prefetched)
+
+            async def write() -> None:
+                await self.write_batch(batch)
+
+            outbox.then(write)
+        if self._changed_articles:
+            batch.stale_articles |= self._changed_articles
+            self._changed_articles = set()
+        return batch
+
+    async def prefetch(self, events: Sequence[CommentSubmitted | CommentReported | ModerationAction]) -> Prefetched:
+        """One pipelined read: records, articles and section flags; per submission one HMGET of the author's hash
+        (trusted? this text posted before?); for the whole batch, the recent comment times of its e-mails and
+        IPs (one HMGET per minute in the flood window) and their bans."""
+        store = self.store
+        result = Prefetched()
+        record_ids: list[str] = []
+        guids: list[str] = []
+        submissions = [e for e in events if isinstance(e, CommentSubmitted)]
+        for event in events:
+            record_ids.append(event.id)
+            if isinstance(event, CommentSubmitted):
+                guids.append(event.article_guid)
+                if event.parent_id:
+                    record_ids.append(event.parent_id)
+        record_ids = list(dict.fromkeys(record_ids))
+        guids = list(dict.fromkeys(guids))
+        email_hashes = [self.hasher.email(e.email) for e in submissions]
+        ip_hashes = [self.hasher.ip(e.ip) if e.ip else None for e in submissions]
+        members = [f"{BODY_PREFIX}{e.article_guid}:{normalized_body_hash(e.body)}" for e in submissions]
+        new_surge = [g for g in guids if g not in self.surge_loaded]
+        buckets = self._recent_buckets(submissions)
+        recent_fields = [f"e:{h}" for h in email_hashes] + [f"i:{h}" for h in ip_hashes if h is not None]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for comment_id in record_ids:
+                pipe.hget(store.record_key(comment_id), "data")
+            for guid in guids:
+                pipe.hgetall(store.article_key(guid))
+            pipe.hgetall(store.section_premod_key())
+            for email_hash, member in zip(email_hashes, members, strict=True):
+                pipe.hmget(store.author_key(email_hash), ["approved", member])
+            if submissions:
+                for bucket in buckets:
+                    pipe.hmget(store.recent_key(bucket), recent_fields)
+                pipe.smismember(store.bans_key("email"), email_hashes)
+                known_ips = [h for h in ip_hashes if h is not None]
+                if known_ips:
+                    pipe.smismember(store.bans_key("ip"), known_ips)
+            for guid in new_surge:
+                pipe.get(store.surge_key(guid))
+            replies = iter(await pipe.execute())
+        for comment_id in record_ids:
+            raw = next(replies)
+            result.records[comment_id] = CommentRecord.from_json(raw) if raw else None
+        for guid in guids:
+            result.articles[guid] = StoredArticle.from_hash(guid, next(replies))
+        result.sections_premoderated = {k.decode() for k, v in next(replies).items() if v == b"1"}
+        facts: list[AuthorFacts] = []
+        for event, member in zip(submissions, members, strict=True):
+            approved, duplicate = next(replies)
+            fact = AuthorFacts(body_member=member, approved=approved == b"1", duplicate=duplicate is not None)
+            result.facts[event.id] = fact
+            facts.append(fact)
+        if submissions:
+            latest: dict[str, float] = {}
+            for _ in buckets:
+                for name, value in zip(recent_fields, next(replies), strict=True):
+                    if value is not None:
+                        latest[name] = max(float(value), latest.get(name, 0.0))
+            for fact, email_hash, ip_hash in zip(facts, email_hashes, ip_hashes, strict=True):
+                fact.last_at = latest.get(f"e:{email_hash}")
+                fact.ip_last_at = latest.get(f"i:{ip_hash}") if ip_hash is not None else None
+            for fact, banned in zip(facts, next(replies), strict=True):
+                fact.banned_email = bool(banned)
+            if any(h is not None for h in ip_hashes):
+                ip_bans = iter(next(replies))
+                for fact, ip_hash in zip(facts, ip_hashes, strict=True):
+                    if ip_hash is not None:
+                        fact.banned_ip = bool(next(ip_bans))
+        self._load_surge({guid: next(replies) for guid in new_surge})
+        return result
+
+    def _recent_buckets(self, submissions: Sequence[CommentSubmitted]) -> list[int]:
+        """The minutes whose activity can make any of these submissions a flood."""
+        window = self.policy.flood_window.total_seconds()
+        buckets: set[int] = set()
+        for event in submissions:
+            at = event.submitted_at.timestamp()
+            buckets.update(range(int((at - window) // RECENT_BUCKET_SECONDS), int(at // RECENT_BUCKET_SECONDS) + 1))
+        return sorted(buckets)
+
+    def _load_surge(self, raws: dict[str, bytes | None]) -> None:
+        states = {guid: json.loads(raw) for guid, raw in raws.items() if raw}
+        self.surge_loaded.update(raws)
+        if states:
+            merged = self.surge.to_dict()
+            merged["articles"].update(states)
+            self.surge = SurgeDetector.from_dict(merged, self.thresholds)
+
+    async def record(self, batch: BatchState, comment_id: str) -> CommentRecord | None:
+        known, record = batch.known_record(comment_id)
+        if not known:
+            record = await self.store.record(comment_id)
+            batch.prefetched.records[comment_id] = record
+        return record
+
+    async def article(self, batch: BatchState, guid: str) -> StoredArticle | None:
+        if guid in batch.stale_articles or guid not in batch.prefetched.articles:
+            batch.prefetched.articles[guid] = await self.articles.get(guid)
+            batch.stale_articles.discard(guid)
+        return batch.prefetched.articles[guid]
+
+    # --- records ------------------------------------------------------------------------------------------
+
+    async def on_record(self, record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
+        try:
+            event = SUBMISSION_EVENT.validate_json(record.value or b"")
+        except ValidationError as exc:
+            raise Reject("invalid_event", "event does not match its contract", exc.errors(include_url=False)) from exc
+        batch = self.batch_of(outbox)
+        if isinstance(event, CommentSubmitted):
+            return await self.submitted(event, outbox, batch)
+        if isinstance(event, CommentReported):
+            return await self.reported(event, outbox, batch)
+        return await self.moderated(event, outbox, batch)
+
+    async def submitted(self, event: CommentSubmitted, outbox: Outbox, batch: BatchState) -> str:
+        if await self.record(batch, event.id) is not None:
+            return "duplicate"
+        now = datetime.now(UTC)
+        facts = batch.prefetched.facts.get(event.id)
+        if facts is None:
+            prefetched = await self.prefetch([event])
+            facts = prefetched.facts[event.id]
+            batch.prefetched.articles.setdefault(event.article_guid, prefetched.articles[event.article_guid])
+            if batch.prefetched.sections_premoderated is None:
+                batch.prefetched.sections_premoderated = prefetched.sections_premoderated
+            if event.parent_id:
+                batch.prefetched.records.setdefault(event.parent_id, prefetched.records[event.parent_id])
+        email_hash = self.hasher.email(event.email)
+        ip_hash = self.hasher.ip(event.ip) if event.ip else None
+        body_member = facts.body_member
+        parent = await self.record(batch, event.parent_id) if event.parent_id else None
+        ctx = self._context(event, now, await self.article(batch, event.article_guid), batch, facts,
+                            email_hash, ip_hash, body_member, parent)
+        decision = moderate(event, ctx, self.policy, self.spam_model)
+
+        at = now.isoformat()
+        reasons = list(decision.reasons)
+        record = CommentRecord(
+            id=event.id,
+            article_guid=event.article_guid,
+            status=decision.status,
+            revision=0,
+            reasons=reasons,
+            actor="pipeline",
+            decided_at=at,
+            author=event.author.strip(),
+            author_url=(event.url or "").strip() if is_valid_author_url((event.url or "").strip()) else None,
+            body=event.body,
+            body_html=body_to_html(event.body),
+            submitted_at=event.submitted_at.isoformat(),
+            parent_id=event.parent_id,
+            depth=parent.depth + 1 if parent is not None else 0,
+            email_hash=email_hash,
+            ip_hash=ip_hash,
+            near_key=near_identical_key(event.body),
+            spam_score=None if decision.spam_score is None else round(decision.spam_score, 4),
+        ).decided(decision.status, 1, "pipeline", at, reasons)
+        await self._emit(outbox, record, now)
+        batch.save(record, None)
+
+        if not (decision.status == "rejected" and decision.http_status in EDGE_STYLE):
+            submitted = event.submitted_at.timestamp()
+            batch.author_last[email_hash] = max(submitted, batch.author_last.get(email_hash, 0.0))
+            if ip_hash is not None:
+                batch.ip_last[ip_hash] = max(submitted, batch.ip_last.get(ip_hash, 0.0))
+            batch.bodies.add((email_hash, body_member))
+        await self._observe_surge(event.article_guid, decision, now, outbox, batch)
+        return decision.status
+
+    def _context(
+        self,
+        event: CommentSubmitted,
+        now: datetime,
+        stored: StoredArticle | None,
+        batch: BatchState,
+        facts: AuthorFacts,
+        email_hash: str,
+        ip_hash: str | None,
+        body_member: str,
+        parent: CommentRecord | None,
+    ) -> ModerationContext:
+        guid = event.article_guid
+        if stored is None:
+            article = ArticleState(known=False)
+        else:
+            premoderated = batch.premoderation.get(guid, stored.premoderated) or self.surge.is_on(guid)
+            sections = batch.prefetched.sections_premoderated or set()
+            article = ArticleState(
+                known=True,
+                killed=stored.status == "killed",
+                published_at=stored.published_at,
+                closed_at=None if stored.status == "published" else EPOCH,
+                premoderated=premoderated,
+                section_premoderated=stored.section in sections,
+            )
+        last_email = max(filter(None, (facts.last_at, batch.author_last.get(email_hash))), default=None)
+        last_ip = None
+        if ip_hash is not None:
+            last_ip = max(filter(None, (facts.ip_last_at, batch.ip_last.get(ip_hash))), default=None)
+        duplicate = facts.duplicate or (email_hash, body_member) in batch.bodies
+        parent_state = None
+        if parent is not None:
+            parent_state = ParentState(cast(CommentStatus, parent.status), parent.depth, parent.article_guid)
+        return ModerationContext(
+            now=now,
+            article=article,
+            author_has_approved_comment=facts.approved or email_hash in batch.author_approved,
+            author_previous_body_hashes=frozenset({normalized_body_hash(event.body)}) if duplicate else frozenset(),
+            last_comment_at_by_email=datetime.fromtimestamp(last_email, UTC) if last_email else None,
+            last_comment_at_by_ip=datetime.fromtimestamp(last_ip, UTC) if last_ip else None,
+            banned_emails=frozenset({event.email}) if facts.banned_email else frozenset(),
+            banned_ips=frozenset({event.ip.strip()}) if facts.banned_ip and event.ip else frozenset(),
+            parent=parent_state,
+        )
+
+    async def reported(self, event: CommentReported, outbox: Outbox, batch: BatchState) -> str:
+        record = await self.record(batch, event.id)
+        if record is None:
+            return "unknown"
+        if event.article_guid is not None and event.article_guid != record.article_guid:
+            raise Reject("wrong_article", f"comment {event.id} is not on article {event.article_guid}")
+        count = await self.store.add_reporter(record.id, event.reporter)
+        if record.status != "approved" or count < self.settings.comments_report_threshold:
+            return "report_noted"
+        now = datetime.now(UTC)
+        updated = record.decided(
+            "reported", record.revision + 1, "readers", now.isoformat(), ["reported_by_readers", f"reports={count}"]
+        )
+        updated.reports = count
+        await self._emit(outbox, updated, now)
+        batch.save(updated, record.revision)
+        log.info("comment hidden after reports", comment=record.id, guid=record.article_guid, reports=count)
+        return "reported"
+
+    async def moderated(self, event: ModerationAction, outbox: Outbox, batch: BatchState) -> str:
+        record = await self.record(batch, event.id)
+        if record is None:
+            raise Reject("unknown_comment", f"no comment {event.id} to {event.action}")
+        if event.action_id in record.actions:
+            return "duplicate"
+        status = ACTION_STATUS[event.action]
+        note = (event.reason or "").strip()
+        reasons = [ACTION_REASON[event.action], *([note] if note else [])]
+        at = event.requested_at.astimezone(UTC)
+        updated = record.decided(status, record.revision + 1, event.moderator, at.isoformat(), reasons)
+        updated.actions = [*record.actions, event.action_id][-MAX_ACTIONS:]
+        if status != "reported":
+            updated.reports = 0 if event.action in ("approve", "restore") else record.reports
+        await self._emit(outbox, updated, at)
+        batch.save(updated, record.revision)
+        if event.action == "approve":
+            batch.author_approved.add(record.email_hash)
+            batch.clear_reporters.add(record.id)
+        log.info(
+            "comment moderated", comment=record.id, guid=record.article_guid, action=event.action,
+            moderator=event.moderator, revision=updated.revision,
+        )
+        return "moderated"
+
+    async def _emit(self, outbox: Outbox, record: CommentRecord, at: datetime) -> None:
+        decided = CommentDecided(
+            id=record.id,
+            article_guid=record.article_guid,
+            parent_id=record.parent_id,
+            status=cast(CommentStatus, record.status),
+            reasons=record.reasons,
+            actor=record.actor,
+            decided_at=at,
+            revision=record.revision,
+            author=record.author,
+            author_url=record.author_url,
+            body_html=record.body_html,
+            submitted_at=datetime.fromisoformat(record.submitted_at),
+            depth=record.depth,
+        )
+        await outbox.send(self.decisions_topic, record.article_guid, decided)
+
+    # --- surge protection ---------------------------------------------------------------------------------
+
+    async def _observe_surge(
+        self, guid: str, decision: Decision, now: datetime, outbox: Outbox, batch: BatchState
+    ) -> None:
+        batch.surge_touched.add(guid)
+        self.surge_loaded.add(guid)
+        change = self.surge.observe(guid, surge_signal(decision), now)
+        if change is not None:
+            batch.premoderation[guid] = change.state == "on"
+            await outbox.send(self.alerts_topic, guid, self.alert(change))
+            log.warning("comment surge", guid=guid, state=change.state, reason=change.reason)
+
+    @staticmethod
+    def alert(change: SurgeChange) -> SurgeAlert:
+        return SurgeAlert(
+            article_guid=change.article_guid,
+            state=change.state,
+            reason=change.reason,
+            at=change.at,
+            comments_last_minute=change.comments_last_minute,
+            held_share=round(change.held_share, 4),
+        )
+
+    async def tick(self, outbox: Outbox, now: datetime | None = None) -> list[SurgeChange]:
+        """Re-evaluate quiet articles (a surge must be able to end without a new comment)."""
+        changes = self.surge.tick(now or datetime.now(UTC))
+        for change in changes:
+            await outbox.send(self.alerts_topic, change.article_guid, self.alert(change))
+            log.warning("comment surge", guid=change.article_guid, state=change.state, reason=change.reason)
+        await outbox.flush()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for change in changes:
+                flag = "1" if change.state == "on" else "0"
+                pipe.hset(self.store.article_key(change.article_guid), "premoderated", flag)
+            self._save_surge(pipe, set(self.surge_loaded))
+            await pipe.execute()
+        return changes
+
+    def _save_surge(self, pipe: Any, guids: set[str]) -> None:
+        states = self.surge.to_dict()["articles"]
+        for guid in sorted(guids):
+            state = states.get(guid)
+            if state is None:
+                pipe.delete(self.store.surge_key(guid))
+                self.surge_loaded.discard(guid)
+            else:
+                pipe.set(self.store.surge_key(guid), json.dumps(state, separators=(",", ":")), ex=SURGE_TTL_SECONDS)
+
+    # --- writes -------------------------------------------------------------------------------------------
+
+    async def write_batch(self, batch: BatchState) -> None:
+        """Apply what the batch decided, now that Kafka has acknowledged it: history and queues first, the
+        records (the marks that a comment is done) last. Commands are grouped per key, so a batch costs a few
+        commands per comment, not one per field."""
+        store = self.store
+        authors: dict[str, dict[str, str]] = {}
+        for email_hash, member in batch.bodies:
+            authors.setdefault(email_hash, {})[member] = "1"
+        for email_hash in batch.author_approved:
+            authors.setdefault(email_hash, {})["approved"] = "1"
+        recent: dict[int, dict[str, str]] = {}
+        for prefix, times in (("e", batch.author_last), ("i", batch.ip_last)):
+            for hashed, last in times.items():
+                recent.setdefault(int(last // RECENT_BUCKET_SECONDS), {})[f"{prefix}:{hashed}"] = repr(last)
+        recent_ttl = int(self.policy.flood_window.total_seconds()) + 2 * RECENT_BUCKET_SECONDS
+        records = [*batch.created.values(), *(record for _, record in batch.updated.values())]
+        enqueue: dict[str, dict[str, float]] = {}
+        for record in records:
+            score = datetime.fromisoformat(record.submitted_at).timestamp()
+            enqueue.setdefault(record.status, {})[record.id] = score
+        moved = [record for _, record in batch.updated.values()]
+        near: dict[str, list[str]] = {}
+        for record in batch.created.values():
+            near.setdefault(record.near_key, []).append(record.id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for email_hash, fields in authors.items():
+                pipe.hset(store.author_key(email_hash), items=[part for pair in fields.items() for part in pair])
+            for bucket, fields in recent.items():
+                pipe.hset(store.recent_key(bucket), items=[part for pair in fields.items() for part in pair])
+                pipe.expire(store.recent_key(bucket), recent_ttl)
+            for status in STATUSES:
+                stale = [r.id for r in moved if r.status != status]
+                if stale:
+                    pipe.zrem(store.queue_key(status), *stale)
+            for status, members in enqueue.items():
+                pipe.zadd(store.queue_key(status), members)
+                if status in TRIMMED_QUEUES:
+                    pipe.zremrangebyrank(store.queue_key(status), 0, -QUEUE_KEEP - 1)
+            for key, ids in near.items():
+                pipe.sadd(store.near_key(key), *ids)
+            for comment_id in batch.clear_reporters:
+                pipe.delete(store.reporters_key(comment_id))
+            for guid, on in batch.premoderation.items():
+                pipe.hset(store.article_key(guid), "premoderated", "1" if on else "0")
+            self._save_surge(pipe, batch.surge_touched)
+            await pipe.execute()
+        if records:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for record in batch.created.values():
+                    await store.create_script(
+                        keys=[store.record_key(record.id)],
+                        args=[record.revision, record.status, record.to_json()],
+                        client=pipe,
+                    )
+                for expected, record in batch.updated.values():
+                    await store.update_script(
+                        keys=[store.record_key(record.id)],
+                        args=[expected, record.revision, record.status, record.to_json()],
+                        client=pipe,
+                    )
+                await pipe.execute()

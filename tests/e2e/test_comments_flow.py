@@ -1,0 +1,471 @@
+"""Comments end to end on the real Kafka and Redis: the publisher's form edge, the comments service's moderation
+and its API, and the article page that shows the decisions.
+
+Readers are told apart by their source address: each one connects from its own loopback IP (127.0.0.x), as
+readers behind different networks would, so the per-IP flood limit applies to each separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from tests.support.drafts import make_draft, post, wait_for_version
+from tests.support.stack import MODERATION_TOKEN, ServiceStack
+
+pytestmark = pytest.mark.e2e
+
+_next_ip = itertools.count(2)
+TOKEN_RE = re.compile(r'name="form_token" value="([^"]+)"')
+
+
+def reader_ip() -> str:
+    n = next(_next_ip)
+    return f"127.0.{n // 250}.{n % 250 + 2}"
+
+
+class Reader:
+    """One reader: an e-mail, a name and a connection from an address of its own."""
+
+    def __init__(self, stack: ServiceStack, name: str | None = None) -> None:
+        self.stack = stack
+        self.ip = reader_ip()
+        self.name = name or f"Reader {uuid.uuid4().hex[:6]}"
+        self.email = f"r{uuid.uuid4().hex[:10]}@example.org"
+        self.client = httpx.AsyncClient(
+            base_url=stack.url("publisher"),
+            transport=httpx.AsyncHTTPTransport(local_address=self.ip),
+            follow_redirects=False,
+            timeout=10,
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def form_token(self, path: str) -> str:
+        page = await self.client.get(path)
+        assert page.status_code == 200
+        match = TOKEN_RE.search(page.text)
+        assert match, "the article page carries no form token"
+        assert match.group(1) != "__FORM_TOKEN__"
+        return match.group(1)
+
+    async def comment(self, guid: str, path: str, body: str, **fields: str) -> httpx.Response:
+        data = {
+            "comment_post_ID": guid,
+            "comment_parent": "0",
+            "author": self.name,
+            "email": self.email,
+            "url": "",
+            "comment": body,
+            "website_url": "",
+            "form_token": await self.form_token(path),
+            **fields,
+        }
+        return await self.client.post("/comments", data=data)
+
+
+class Moderation:
+    def __init__(self, stack: ServiceStack) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=stack.url("comments"), headers={"Authorization": f"Bearer {MODERATION_TOKEN}"}, timeout=10
+        )
+        self.seen: list[bytes] = []
+        """Every response body, to prove that no address ever comes back."""
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def get(self, path: str, **params: Any) -> Any:
+        response = await self.client.get(path, params=params)
+        self.seen.append(response.content)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def post(self, path: str, payload: dict[str, Any] | None = None) -> httpx.Response:
+        response = await self.client.post(path, json=payload or {})
+        self.seen.append(response.content)
+        return response
+
+    async def queue(self, status: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.get("/moderation/comments", status=status, limit=500)
+        return result
+
+    async def comment_on(self, guid: str, status: str, timeout: float = 10) -> list[dict[str, Any]]:
+        async def found() -> list[dict[str, Any]]:
+            return [c for c in await self.queue(status) if c["article_guid"] == guid]
+
+        result = await wait(found, timeout)
+        assert result, f"no {status} comment on {guid} within {timeout}s"
+        return result
+
+    async def status_of(self, comment_id: str, status: str, timeout: float = 10) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            response = await self.client.get(f"/moderation/comments/{comment_id}")
+            if response.status_code != 200:
+                return None
+            self.seen.append(response.content)
+            record: dict[str, Any] = response.json()
+            return record if record["status"] == status else None
+
+        result = await wait(reached, timeout)
+        assert result, f"comment {comment_id} did not become {status} within {timeout}s"
+        return result
+
+
+async def wait(check: Any, timeout: float = 10, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    result = None
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    return result
+
+
+async def article(stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation) -> tuple[str, str]:
+    """A fresh article, published a little while ago, known to the publisher and to moderation."""
+    draft = make_draft(published=datetime.now(UTC) - timedelta(hours=1))
+    await post(producer, stack, draft)
+    path, _ = await wait_for_version(stack, draft["guid"], 1)
+
+    async def known() -> bool:
+        return (await mod.client.get(f"/moderation/articles/{draft['guid']}")).status_code == 200
+
+    assert await wait(known), "moderation never learnt of the article"
+    return draft["guid"], path
+
+
+async def page(stack: ServiceStack, path: str) -> str:
+    async with httpx.AsyncClient(base_url=stack.url("publisher")) as client:
+        response = await client.get(path)
+        assert response.status_code == 200
+        return response.text
+
+
+async def page_until(stack: ServiceStack, path: str, predicate: Any, timeout: float = 5) -> str:
+    async def check() -> str | None:
+        text = await page(stack, path)
+        return text if predicate(text) else None
+
+    result = await wait(check, timeout, 0.05)
+    assert result, f"{path} never showed the expected state within {timeout}s"
+    return str(result)
+
+
+async def topic_records(stack: ServiceStack, name: str) -> list[Any]:
+    """Every record of a topic as it is now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topic = stack.topic(name)
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or range(12))]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[Any] = []
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            for tp, batch in (await consumer.getmany(*remaining, timeout_ms=500)).items():
+                records.extend(r for r in batch if r.offset < ends[tp])
+                if batch and batch[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def decisions_for(stack: ServiceStack, comment_id: str) -> list[dict[str, Any]]:
+    values = [json.loads(r.value) for r in await topic_records(stack, "broadsheet.comments.decisions")]
+    return [v for v in values if v["id"] == comment_id]
+
+
+@pytest.fixture
+async def mod(stack: ServiceStack) -> AsyncIterator[Moderation]:
+    moderation = Moderation(stack)
+    yield moderation
+    await moderation.close()
+
+
+@pytest.fixture
+async def readers(stack: ServiceStack) -> AsyncIterator[list[Reader]]:
+    made: list[Reader] = []
+    yield made
+    for reader in made:
+        await reader.close()
+
+
+def new_reader(stack: ServiceStack, readers: list[Reader], name: str | None = None) -> Reader:
+    reader = Reader(stack, name)
+    readers.append(reader)
+    return reader
+
+
+def thread_of(html: str, comment_id: str) -> str:
+    """The markup of one comment's `<article>` element, nested replies included."""
+    start = html.index(f'<article id="comment-{comment_id}"')
+    depth, position = 0, start
+    for match in re.finditer(r"<article\b|</article>", html[start:]):
+        depth += 1 if match.group(0) == "<article" else -1
+        position = start + match.end()
+        if depth == 0:
+            break
+    return html[start:position]
+
+
+async def test_held_approved_trusted_and_a_threaded_reply(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    guid, path = await article(stack, producer, mod)
+    alice = new_reader(stack, readers, "Alice Example")
+    started = time.monotonic()
+    first = await alice.comment(guid, path, "The night shift deserves fair pay.\n\nThanks for covering this.")
+    assert first.status_code == 303
+    assert first.headers["location"] == f"{path}#comment-pending"
+
+    [held] = await mod.comment_on(guid, "pending")
+    assert "first_time_commenter" in held["reasons"]
+    assert held["body"] == "The night shift deserves fair pay.\n\nThanks for covering this."
+    assert held["body_html"] == "<p>The night shift deserves fair pay.</p><p>Thanks for covering this.</p>"
+    assert held["near_key"].startswith("nd1:")
+    assert "No comments yet" in await page(stack, path)
+
+    approved = await mod.post(f"/moderation/comments/{held['id']}/approve", {"moderator": "Maria", "reason": "fine"})
+    assert approved.status_code == 202, approved.text
+    shown = await page_until(stack, path, lambda html: f'id="comment-{held["id"]}"' in html)
+    assert "1 Comment" in shown
+    assert "Thanks for covering this." in shown
+    audit = await mod.status_of(held["id"], "approved")
+    assert audit["actor"] == "Maria" and audit["revision"] == 2
+    assert [h["status"] for h in audit["history"]] == ["pending", "approved"]
+
+    # The same author again, once the flood window is over: trusted now, so published at once.
+    await asyncio.sleep(max(0.0, 15.5 - (time.monotonic() - started)))
+    second = await alice.comment(guid, path, "Update: the union says talks resume on Friday.")
+    assert second.status_code == 303
+
+    async def auto_approved() -> list[dict[str, Any]]:
+        return [c for c in await mod.queue("approved") if c["article_guid"] == guid and c["id"] != held["id"]]
+
+    [auto] = await wait(auto_approved)
+    assert "trusted_author" in auto["reasons"]
+    shown = await page_until(stack, path, lambda html: f'id="comment-{auto["id"]}"' in html)
+    assert "2 Comments" in shown
+
+    # A reply goes under its parent.
+    bob = new_reader(stack, readers, "Bob Example")
+    reply = await bob.comment(guid, path, "Agreed, and the crane operators too.", comment_parent=held["id"])
+    assert reply.status_code == 303
+    pending_reply = await mod.comment_on(guid, "pending")
+    assert pending_reply[0]["parent_id"] == held["id"] and pending_reply[0]["depth"] == 1
+    assert (await mod.post(f"/moderation/comments/{pending_reply[0]['id']}/approve")).status_code == 202
+    shown = await page_until(stack, path, lambda html: f'id="comment-{pending_reply[0]["id"]}"' in html)
+    assert f'id="comment-{pending_reply[0]["id"]}"' in thread_of(shown, held["id"])
+    assert "3 Comments" in shown
+
+    # The addresses are nowhere: pages, feeds, the decisions topic, the API's answers.
+    for reader in (alice, bob):
+        for public_path in (path, "/", "/feed.xml", "/section/business", "/section/business/feed.xml"):
+            assert reader.email not in await page(stack, public_path)
+        for record in await topic_records(stack, "broadsheet.comments.decisions"):
+            assert reader.email.encode() not in record.value
+            assert reader.ip.encode() not in record.value
+        await mod.queue("approved")
+        for body in mod.seen:
+            assert reader.email.encode() not in body
+            assert reader.ip.encode() not in body
+
+
+async def test_double_submit_and_redelivery_make_one_comment(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    guid, path = await article(stack, producer, mod)
+    carol = new_reader(stack, readers)
+    token = await carol.form_token(path)
+    form = {
+        "comment_post_ID": guid, "comment_parent": "0", "author": carol.name, "email": carol.email,
+        "url": "https://carol.example.org/", "comment": "Posted twice by an impatient click.",
+        "website_url": "", "form_token": token,
+    }
+    answers = await asyncio.gather(*(carol.client.post("/comments", data=form) for _ in range(2)))
+    assert [a.status_code for a in answers] == [303, 303]
+    again = await carol.client.post("/comments", data=form)
+    assert again.status_code == 303, "a double submit is answered like the first"
+    [held] = await mod.comment_on(guid, "pending")
+    await asyncio.sleep(1.0)
+    assert len([c for c in await mod.queue("pending") if c["article_guid"] == guid]) == 1
+    assert len(await decisions_for(stack, held["id"])) == 1
+
+    # The same submission delivered twice by Kafka: one decision.
+    submitted = {
+        "event": "comment.submitted", "id": f"redelivered-{uuid.uuid4().hex[:8]}", "article_guid": guid,
+        "author": "Dan Replay", "email": f"d{uuid.uuid4().hex[:8]}@example.org", "body": "Said once, delivered twice.",
+        "ip": "192.0.2.7", "submitted_at": datetime.now(UTC).isoformat(),
+    }
+    for _ in range(2):
+        await producer.send_and_wait(
+            stack.topic("broadsheet.comments.submitted"), json.dumps(submitted).encode(), key=guid.encode()
+        )
+    await mod.status_of(submitted["id"], "pending")
+    await asyncio.sleep(1.5)
+    decisions = await decisions_for(stack, submitted["id"])
+    assert len(decisions) == 1
+    assert decisions[0]["revision"] == 1 and decisions[0]["actor"] == "pipeline"
+    assert "email" not in decisions[0] and "ip" not in decisions[0]
+
+
+async def test_edge_refuses_floods_duplicates_and_invalid_forms(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    guid, path = await article(stack, producer, mod)
+    erin = new_reader(stack, readers)
+    first = await erin.comment(guid, path, "First thoughts on the strike.", idempotency_key="form-1")
+    assert first.status_code == 303
+
+    # The same text from a new form: a duplicate, said as such.
+    duplicate = await erin.comment(guid, path, "First   thoughts on the STRIKE.", idempotency_key="form-2")
+    assert duplicate.status_code == 409
+    assert "already posted" in duplicate.text
+
+    # A different comment at once, by e-mail and by IP.
+    by_email = await erin.comment(guid, path, "And a second thought.", idempotency_key="form-3")
+    assert by_email.status_code == 429
+    assert "And a second thought." in by_email.text
+    stranger = new_reader(stack, readers)
+    await stranger.client.aclose()
+    stranger.ip, stranger.client = erin.ip, erin.client
+    by_ip = await stranger.comment(guid, path, "Someone else on the same network.")
+    assert by_ip.status_code == 429
+
+    # Invalid forms answer 400 with the reason and the reader's text kept.
+    frank = new_reader(stack, readers)
+    text = 'My <b>long</b> comment & "quotes" stay.'
+    invalid = await frank.comment(guid, path, text, email="frank-at-example")
+    assert invalid.status_code == 400
+    assert "valid email address" in invalid.text
+    assert "My &lt;b&gt;long&lt;/b&gt; comment &amp; &#34;quotes&#34; stay." in invalid.text
+    assert 'value="frank-at-example"' in invalid.text
+    assert (await frank.comment(guid, path, text, form_token="forged")).status_code == 400
+    assert (await frank.comment(guid, path, text, website_url="http://spam.example")).status_code == 400
+    assert (await frank.comment(guid, path, text, url="javascript:alert(1)")).status_code == 400
+    assert (await frank.comment(guid, path, "x" * 5001)).status_code == 400
+    assert (await frank.comment(guid, path, "   ")).status_code == 400
+    assert (await frank.comment("no-such-article", path, text)).status_code == 400  # token is per article
+
+    # The JSON edge: the same checks, JSON answers.
+    api = await frank.client.post("/api/comments", json={"comment_post_ID": guid, "author": "", "email": "x",
+                                                         "comment": ""})
+    assert api.status_code == 400
+    assert {e["code"] for e in api.json()["errors"]} == {"missing_name", "invalid_email", "empty_body"}
+    missing = await frank.client.post("/api/comments", json={"comment_post_ID": "no-such-article",
+                                                             "author": "Frank", "email": frank.email,
+                                                             "comment": "Hello"})
+    assert missing.status_code == 404
+    accepted = await frank.client.post("/api/comments", json={"comment_post_ID": guid, "author": "Frank",
+                                                              "email": frank.email, "comment": "Via the API."})
+    assert accepted.status_code == 202
+    assert accepted.json()["status"] == "pending" and accepted.json()["id"].startswith("c")
+    await mod.status_of(accepted.json()["id"], "pending")
+
+
+async def test_banned_words_bans_and_near_identical_bulk(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    guid, path = await article(stack, producer, mod)
+    rude = new_reader(stack, readers)
+    assert (await rude.comment(guid, path, "What the f*ck, this is fuck-ing nonsense. FUCK this.")).status_code == 303
+    [rejected] = await mod.comment_on(guid, "rejected")
+    assert "banned_word" in rejected["reasons"]
+
+    banned = new_reader(stack, readers)
+    ban = await mod.post("/moderation/bans", {"email": banned.email.upper()})
+    assert ban.status_code == 201
+    assert (await banned.comment(guid, path, "I have been here before.")).status_code == 303
+
+    async def banned_rejected() -> list[dict[str, Any]]:
+        return [c for c in await mod.comment_on(guid, "rejected") if "banned_email" in c["reasons"]]
+
+    assert await wait(banned_rejected), "a banned address must be rejected"
+
+    wave = [new_reader(stack, readers) for _ in range(3)]
+    for n, reader in enumerate(wave):
+        body = f"Great article!!! Check out my channel for {n + 1} free gift cards www.example-{n}.com"
+        assert (await reader.comment(guid, path, body)).status_code == 303
+
+    async def grouped() -> list[dict[str, Any]]:
+        held = [c for c in [*await mod.queue("pending"), *await mod.queue("spam")] if c["article_guid"] == guid]
+        keys = {c["near_key"] for c in held}
+        return held if len(held) == 3 and len(keys) == 1 else []
+
+    held = await wait(grouped)
+    assert held, "three near-identical comments should share one near-identical key"
+    assert all(c["near_count"] == 3 for c in held)
+    bulk = await mod.post("/moderation/comments/bulk", {"near_key": held[0]["near_key"], "action": "reject"})
+    assert bulk.status_code == 202
+    assert len(bulk.json()["accepted"]) + len(bulk.json()["unchanged"]) == 3
+    for comment in held:
+        record = await mod.status_of(comment["id"], "rejected")
+        assert record["actor"] == "moderator"
+
+
+async def test_three_reports_hide_a_comment(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    guid, path = await article(stack, producer, mod)
+    grace = new_reader(stack, readers)
+    assert (await grace.comment(guid, path, "A comment some readers will not like.")).status_code == 303
+    [held] = await mod.comment_on(guid, "pending")
+    assert (await mod.post(f"/moderation/comments/{held['id']}/approve")).status_code == 202
+    marker = f'id="comment-{held["id"]}"'
+    await page_until(stack, path, lambda html: marker in html)
+
+    async with httpx.AsyncClient(base_url=stack.url("publisher")) as client:
+        for n in range(3):
+            for _ in range(2):  # the same reader twice counts once
+                report = await client.post(
+                    f"/comments/{held['id']}/report",
+                    json={"comment_post_ID": guid, "reason": "offensive"},
+                    headers={"user-agent": f"Reader browser {n}"},
+                )
+                assert report.status_code == 202, report.text
+            if n < 2:
+                await asyncio.sleep(0.5)
+                assert marker in await page(stack, path), "fewer than three readers must not hide a comment"
+        unknown = await client.post("/comments/nope/report", json={"comment_post_ID": guid})
+        assert unknown.status_code == 404
+
+    shown = await page_until(stack, path, lambda html: marker not in html)
+    assert "No comments yet" in shown
+    record = await mod.status_of(held["id"], "reported")
+    assert record["actor"] == "readers"
+    assert held["id"] in [c["id"] for c in await mod.queue("reported")]
+
+
+async def test_moderation_api_needs_the_token(stack: ServiceStack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("comments")) as client:
+        assert (await client.get("/moderation/comments?status=pending")).status_code == 401
+        wrong = await client.get("/moderation/comments?status=pending", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert (await client.post("/moderation/comments/x/approve")).status_code == 401
+        assert (await client.post("/moderation/bans", json={"email": "a@example.org"})).status_code == 401
+        right = await client.get(
+            "/moderation/comments?status=pending", headers={"Authorization": f"Bearer {MODERATION_TOKEN}"}
+        )
+        assert right.status_code == 200
+        assert isinstance(right.json(), list)
+        ui = await client.get("/moderation/")
+        assert ui.status_code == 200
+        assert "script-src 'self'" in ui.headers["content-security-policy"]
+        assert "<script>" not in ui.text
