@@ -7,10 +7,12 @@ overhead shows in its requests per second; the other services need only a handfu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -233,9 +235,27 @@ class ServiceApp:
             await self.lifespan_app(scope, receive, send)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after a graceful shutdown, so the process would end "killed by signal 15"
+    (exit 143) even when it drained cleanly; orchestrators and tests read that as a crash. Here a signal only
+    asks the server to stop, and a clean drain exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def stop(_signum: int, _frame: object) -> None:
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 25) -> None:
     """Run one process. SIGTERM stops accepting requests, drains handlers and commits within the grace period."""
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -248,3 +268,4 @@ def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 25) -> 
         server_header=False,
         date_header=False,
     )
+    _Server(config).run()
