@@ -52,7 +52,8 @@ class Access:
 ACCESS: dict[str, Access] = {
     "ingest": Access(
         reads=(topics.DRAFTS, topics.ARTICLES),
-        writes=(topics.ARTICLES, topics.dead_letter_topic("ingest")),
+        # the HTTP gateway produces what it accepts to the drafts topic, like any newsroom system
+        writes=(topics.DRAFTS, topics.ARTICLES, topics.dead_letter_topic("ingest")),
         group_reads=(topics.DRAFTS,),
     ),
     "related": Access(
@@ -61,8 +62,10 @@ ACCESS: dict[str, Access] = {
         group_reads=(topics.ARTICLES,),
     ),
     "comments": Access(
-        reads=(topics.COMMENT_SUBMISSIONS, topics.ARTICLES, topics.COMMENT_DECISIONS),
-        writes=(topics.COMMENT_DECISIONS, topics.DESK_ALERTS, topics.dead_letter_topic("comments")),
+        reads=(topics.COMMENT_SUBMISSIONS, topics.ARTICLES),
+        # moderators' actions go through the submissions topic, so each comment has one writer of decisions
+        writes=(topics.COMMENT_SUBMISSIONS, topics.COMMENT_DECISIONS, topics.DESK_ALERTS,
+                topics.dead_letter_topic("comments")),
         group_reads=(topics.COMMENT_SUBMISSIONS, topics.ARTICLES),
     ),
     "publisher": Access(
@@ -212,7 +215,8 @@ def _publisher_app() -> Any:
     from services.publisher.app import create_app
     from services.publisher.config import PublisherSettings
 
-    return create_app(PublisherSettings(**document_settings("publisher")))
+    app, _reader = create_app(PublisherSettings(**document_settings("publisher")))
+    return app
 
 
 def _descriptions(faststream: Mapping[str, Any]) -> dict[tuple[str, str], str]:

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.asyncapi import ACCESS as CODE_ACCESS
+
 from shared.settings import ServiceSettings
 from shared.topics import TOPICS
 
@@ -40,29 +42,15 @@ SCHEMA_FILE = "{{ .ResourceKind }}{{ .KindSuffix }}.json"
 PORTS = {"publisher": 8080, "ingest": 8081, "comments": 8082, "related": 8083}
 LAG_SCALED = {"ingest", "related", "comments"}
 MAX_REPLICAS = 12  # partitions per topic: a 13th consumer would sit idle
-ACCESS = {
-    "ingest": (
-        {"newsroom.drafts", "broadsheet.articles"},
-        {"broadsheet.articles", "broadsheet.deadletter.ingest"},
-    ),
-    "related": (
-        {"broadsheet.articles"},
-        {"broadsheet.related", "broadsheet.deadletter.related"},
-    ),
-    "comments": (
-        {"broadsheet.comments.submitted", "broadsheet.articles", "broadsheet.comments.decisions"},
-        {"broadsheet.comments.decisions", "broadsheet.desk.alerts", "broadsheet.deadletter.comments"},
-    ),
-    "publisher": (
-        {"broadsheet.articles", "broadsheet.related", "broadsheet.comments.decisions"},
-        {"broadsheet.comments.submitted", "broadsheet.deadletter.publisher"},
-    ),
+ACCESS = {  # the one access matrix, from the code
+    service: ({*access.reads}, {*access.writes}) for service, access in CODE_ACCESS.items()
 }
 REDIS_KEYS = {
     "ingest": {"bs:ingest:*"},
     "related": {"bs:related:*"},
     "comments": {"bs:comments:*"},
-    "publisher": {"bs:pub:*", "bs:site:*"},
+    # pages, article state, the site's control keys, and namespaces built by a rebuild (bs~<time>)
+    "publisher": {"bs:pub:*", "bs:page:*", "bs:site:*", "bs~*"},
 }
 # Keys of the operator-created Secret `<service>-secrets` (deploy/k8s/README.md).
 SECRET_KEYS = {
