@@ -39,7 +39,10 @@ def topic_kind(topic: str) -> str:
     raise ValueError(f"the publisher does not consume {topic}")
 
 
-async def apply_record(record: ConsumerRecord[Any, Any], projector: Projector, dirty: Dirty) -> str:
+async def apply_record(
+    record: ConsumerRecord[Any, Any], projector: Projector, dirty: Dirty, *, live: bool = True
+) -> str:
+    """`live=False` for a replay: no per-article journey (log line, freshness sample) for old events."""
     kind = topic_kind(record.topic)
     if kind == "articles":
         event = parse_event(ARTICLE_EVENT, record)
@@ -53,7 +56,7 @@ async def apply_record(record: ConsumerRecord[Any, Any], projector: Projector, d
                 outcome = await projector.article_killed(event, dirty)
             else:
                 outcome = await projector.article_withdrawn(event, dirty)
-            if outcome == "processed":
+            if outcome == "processed" and live:
                 dirty.journey(event.guid, headers)
             return outcome
     if kind == "related":

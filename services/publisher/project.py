@@ -12,6 +12,7 @@ page, not every page of the list; only a kill or a back-dated story shifts the p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -125,10 +126,11 @@ class Projector:
     # --- events ---------------------------------------------------------------------------------------------
 
     async def article_published(self, event: ArticlePublished, dirty: Dirty) -> str:
-        stamp = await self.store.apply_article(
+        stamp, lists = await self.store.apply_article(
             event.guid, event.version, "published", event.url_path, event.model_dump_json()
         )
-        await self.reconcile(event.guid, dirty)
+        # When the event was applied, the stored state is the event: no need to read it back.
+        await self.reconcile(event.guid, dirty, known=(event, lists) if lists is not None else None)
         if stamp == 0:
             return "stale"
         await self._redirects(event.guid, stamp, event.url_path, event.previous_paths)
@@ -160,7 +162,7 @@ class Projector:
     async def _take_down(
         self, guid: str, version: int, status: str, url_path: str | None, page: Page, dirty: Dirty
     ) -> str:
-        stamp = await self.store.apply_article(guid, version, status, url_path or "", "")
+        stamp, _ = await self.store.apply_article(guid, version, status, url_path or "", "")
         await self.reconcile(guid, dirty)
         if stamp == 0:
             return "stale"
@@ -173,15 +175,23 @@ class Projector:
         await self.store.write_page(redirect_path(guid), guid, stamp, page)
         return "processed"
 
-    async def reconcile(self, guid: str, dirty: Dirty) -> None:
+    async def reconcile(
+        self, guid: str, dirty: Dirty, *, known: tuple[ArticlePublished, list[str]] | None = None
+    ) -> None:
         """Bring the article's list memberships and summary in line with its state as stored now.
 
         Idempotent, and run even for a stale event: a consumer that crashed between the state write and this
-        step finishes the job when the event is delivered again."""
-        meta, article_json, _, _ = await self.store.article_bundle(guid)
-        current = set(json.loads(meta.get("lists") or "[]"))
-        if meta.get("status") == "published" and article_json:
-            article = ArticlePublished.model_validate_json(article_json)
+        step finishes the job when the event is delivered again. `known` is the state just written (the
+        published article and the lists it was in), which saves reading it back."""
+        if known is not None:
+            article: ArticlePublished | None = known[0]
+            current = set(known[1])
+        else:
+            meta, article_json, _, _ = await self.store.article_bundle(guid)
+            current = set(json.loads(meta.get("lists") or "[]"))
+            published = meta.get("status") == "published" and article_json
+            article = ArticlePublished.model_validate_json(article_json) if published and article_json else None
+        if article is not None:
             summary_json = Summary.of(article).to_json()
             previous = await self.store.swap_summary(guid, summary_json)
             summary_changed = previous is None or previous.decode() != summary_json
@@ -206,8 +216,13 @@ class Projector:
 
     async def flush(self, dirty: Dirty) -> None:
         """Article pages first (they are what readers wait for), then lists, feeds and sitemaps."""
-        for guid in sorted(dirty.articles):
-            written = await self.render_article_page(guid)
+        limit = asyncio.Semaphore(16)  # overlap Redis round trips; rendering itself is CPU
+
+        async def render(guid: str) -> tuple[str, bool]:
+            async with limit:
+                return guid, await self.render_article_page(guid)
+
+        for guid, written in await asyncio.gather(*(render(g) for g in sorted(dirty.articles))):
             journey = dirty.journeys.get(guid)
             if written and journey:
                 received_at = float(journey.get("received-at") or 0)

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 import typer
@@ -127,15 +128,24 @@ async def replay_into(
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=1000)
             dirty = Dirty()
-            for tp, records in batches.items():
+
+            async def apply_partition(tp: TopicPartition, records: list[Any], dirty: Dirty = dirty) -> tuple[int, int]:
+                """Records of one partition in order (one guid lives on one partition); partitions overlap."""
+                applied = rejected = 0
                 for record in records:
                     if record.offset >= ends[tp]:
                         continue
                     try:
-                        await apply_record(record, projector, dirty)
+                        await apply_record(record, projector, dirty, live=False)
                     except Reject:
-                        skipped += 1  # dead-lettered by the live consumer when it first arrived
-                    done += 1
+                        rejected += 1  # dead-lettered by the live consumer when it first arrived
+                    applied += 1
+                return applied, rejected
+
+            for applied, rejected in await asyncio.gather(*(apply_partition(tp, rs) for tp, rs in batches.items())):
+                done += applied
+                skipped += rejected
+            for tp, records in batches.items():
                 if records and records[-1].offset >= ends[tp] - 1:
                     remaining.discard(tp)
             await projector.flush(dirty)

@@ -34,15 +34,15 @@ APPLY_ARTICLE = """
 -- Same version: only a step forward in the lifecycle counts (an embargoed story released at its version).
 local rank = {withdrawn = 0, published = 1, killed = 2}
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'killed' then return 0 end
+if status == 'killed' then return {0, ''} end
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 local version = tonumber(ARGV[1])
-if version < current then return 0 end
-if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return 0 end
+if version < current then return {0, ''} end
+if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return {0, ''} end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'status', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'url_path', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4]) end
-return redis.call('HINCRBY', KEYS[1], 'stamp', 1)
+return {redis.call('HINCRBY', KEYS[1], 'stamp', 1), redis.call('HGET', KEYS[1], 'lists') or ''}
 """
 
 APPLY_RELATED = """
@@ -156,7 +156,7 @@ class Page:
         return {
             "status": str(self.status),
             "body": self.body,
-            "gz": gzip.compress(self.body, compresslevel=9, mtime=0) if len(self.body) > 512 else b"",
+            "gz": gzip.compress(self.body, compresslevel=6, mtime=0) if len(self.body) > 512 else b"",
             "etag": self.etag,
             "lm": self.last_modified,
             "ct": self.content_type,
@@ -192,10 +192,16 @@ class PublisherStore:
         return f"{self.ns}:pub:{{list:{name}}}:{part}"
 
     # article state
-    async def apply_article(self, guid: str, version: int, status: str, url_path: str, article_json: str) -> int:
-        """Returns the new stamp, or 0 when the event is not newer than what is stored (or the story is dead)."""
+    async def apply_article(
+        self, guid: str, version: int, status: str, url_path: str, article_json: str
+    ) -> tuple[int, list[str] | None]:
+        """Returns the new stamp and the lists the article was in (None when unknown: the event changed
+        nothing, stamp 0, because it is not newer than what is stored or the story is dead)."""
         keys = [self.article_key(guid, "meta"), self.article_key(guid, "article")]
-        return int(await self._apply_article(keys=keys, args=[version, status, url_path, article_json]))
+        stamp, lists = await self._apply_article(keys=keys, args=[version, status, url_path, article_json])
+        if not int(stamp):
+            return 0, None
+        return int(stamp), json.loads(lists) if lists else []
 
     async def apply_related(self, guid: str, offset: int, links_json: str) -> int:
         keys = [self.article_key(guid, "meta"), self.article_key(guid, "related")]
