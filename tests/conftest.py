@@ -48,8 +48,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+def running_stack(infra: dict[str, str], log_dir: Path) -> Iterator[ServiceStack]:
     """The four services as real processes, on free ports, in a private topic prefix and Redis namespace."""
     run_id = uuid.uuid4().hex[:8]
     stack = ServiceStack(
@@ -58,16 +57,28 @@ def stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
         prefix=f"t{run_id}.",
         namespace=f"t{run_id}",
         ports={name: free_port() for name in ("publisher", "ingest", "comments", "related")},
-        log_dir=tmp_path_factory.mktemp("service-logs"),
+        log_dir=log_dir,
     )
     asyncio.run(stack.create_topics())
     stack.start_all()
     try:
-        stack.wait_ready(timeout=60)
+        stack.wait_ready(timeout=90)
         yield stack
     finally:
         stack.stop_all()
         asyncio.run(stack.delete_topics())
+
+
+@pytest.fixture(scope="session")
+def stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+    """One stack shared by the session's end-to-end tests (each test uses its own guids and sections)."""
+    yield from running_stack(infra, tmp_path_factory.mktemp("service-logs"))
+
+
+@pytest.fixture(scope="module")
+def private_stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+    """A stack of its own, for a test whose load would slow the shared one down (a whole corpus, faults)."""
+    yield from running_stack(infra, tmp_path_factory.mktemp("private-service-logs"))
 
 
 @pytest.fixture(scope="session")

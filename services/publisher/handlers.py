@@ -38,12 +38,17 @@ def register(settings: PublisherSettings, site: LiveSite, runner: BatchRunner) -
             outcome = await apply_record(record, projector, dirty)
         return outcome
 
+    # One consumer per input: a burst of article events or back-filled links must not queue moderation
+    # decisions behind it (they reach the page within a second), nor the other way round.
     subscribe(
-        runner,
-        {
-            topic_name(settings, topics.ARTICLES): on_record,
-            topic_name(settings, topics.RELATED): on_record,
-            topic_name(settings, topics.COMMENT_DECISIONS): on_record,
-        },
-        description="Article events, Check Also links and comment decisions re-render every page that shows them.",
+        runner, {topic_name(settings, topics.ARTICLES): on_record}, member="articles",
+        description="Article events re-render the article's page, its lists, feeds and sitemaps.",
+    )
+    subscribe(
+        runner, {topic_name(settings, topics.RELATED): on_record}, member="related",
+        description="Check Also links re-render the page that shows them.",
+    )
+    subscribe(
+        runner, {topic_name(settings, topics.COMMENT_DECISIONS): on_record}, member="comments",
+        description="Approved or removed comments re-render their article page; held ones change nothing.",
     )

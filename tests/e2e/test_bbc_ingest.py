@@ -14,8 +14,9 @@ from tests.support.stack import ServiceStack
 
 
 async def test_whole_bbc_corpus_ingests_without_a_dead_letter(
-    stack: ServiceStack, producer: AIOKafkaProducer, shared_data: Path
+    private_stack: ServiceStack, producer: AIOKafkaProducer, shared_data: Path
 ) -> None:
+    stack = private_stack
     articles = load_bbc()
     assert len(articles) == 2225
     drafts = [to_ninjs(a, guid=f"{stack.prefix}bbc-{a.category}-{a.number}") for a in articles]
