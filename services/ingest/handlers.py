@@ -15,7 +15,8 @@ from services.ingest.ingestor import Ingestor
 from services.ingest.intake import decode_draft
 from services.ingest.recovery import StateRecovery
 from shared import topics
-from shared.kafka import BatchRunner, Outbox, record_headers, subscribe, topic_name
+from shared.contracts import NinjsDraft
+from shared.kafka import BatchRunner, Outbox, Reject, record_headers, subscribe, topic_name
 from shared.logging import get_logger
 
 SERVICE = "ingest"
@@ -39,14 +40,34 @@ def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner, 
     log = get_logger(__name__)
 
     async def prepare(records: Sequence[ConsumerRecord[Any, Any]], outbox: Outbox) -> None:
+        """Everything a batch needs from Redis, read at once: story state, and the URLs new stories claim."""
         await recovery.ensure()  # versions, URLs and kills must be known before any draft is decided
-        guids = [r.key.decode("utf-8", "replace") for r in records if r.key]
-        await ingestor.prefetch(guids, outbox)
+        decoded: dict[tuple[int, int], NinjsDraft | Reject] = {}
+        for record in records:
+            try:
+                decoded[record.partition, record.offset] = decode_draft(
+                    record.value, key=record.key, max_bytes=settings.max_draft_bytes
+                )
+            except Reject as exc:
+                decoded[record.partition, record.offset] = exc
+        outbox.scratch["decoded"] = decoded
+        drafts = [d for d in decoded.values() if isinstance(d, NinjsDraft)]
+        await ingestor.prefetch([d.guid for d in drafts], outbox)
+        await ingestor.preclaim(drafts, outbox)
+
+    def decoded_draft(record: ConsumerRecord[Any, Any], outbox: Outbox) -> NinjsDraft:
+        decoded: dict[tuple[int, int], NinjsDraft | Reject] = outbox.scratch.get("decoded", {})
+        found = decoded.pop((record.partition, record.offset), None)
+        if found is None:  # a retry of the record: decode it again
+            return decode_draft(record.value, key=record.key, max_bytes=settings.max_draft_bytes)
+        if isinstance(found, Reject):
+            raise found
+        return found
 
     async def on_draft(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
         headers = journey_headers(record)
         with structlog.contextvars.bound_contextvars(receipt=headers["receipt"], trace_id=headers["trace-id"]):
-            draft = decode_draft(record.value, key=record.key, max_bytes=settings.max_draft_bytes)
+            draft = decoded_draft(record, outbox)
             with structlog.contextvars.bound_contextvars(guid=draft.guid):
                 outcome = await ingestor.ingest(draft, record.value, headers, outbox)
                 log.info("draft ingested", version=draft.version, pubstatus=draft.pubstatus, outcome=outcome)

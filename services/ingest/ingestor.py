@@ -41,6 +41,20 @@ class Ingestor:
         if missing:
             known.update(await self.store.load_many(missing))
 
+    async def preclaim(self, drafts: list[NinjsDraft], outbox: Outbox) -> None:
+        """Claim, in one round trip, the URL each new story of the batch will ask for first; `_claim` then
+        needs Redis only on a collision."""
+        known: dict[str, StoryState | None] = outbox.scratch.get("ingest_state", {})
+        wanted: dict[str, str] = {}
+        for draft in drafts:
+            if known.get(draft.guid) is not None or draft.evolvedfrom or draft.pubstatus != "usable":
+                continue
+            published = draft.firstpublished or draft.firstcreated or draft.versioncreated
+            if published is None:
+                continue
+            wanted.setdefault(article_path(section_of(draft).code, published, base_slug(draft)), draft.guid)
+        outbox.scratch["claims"] = await self.store.claim_paths(wanted) if wanted else {}
+
     async def _state(self, guid: str, outbox: Outbox) -> StoryState | None:
         """The state as this batch left it (drafts of one guid may follow each other in one batch)."""
         known: dict[str, StoryState | None] = outbox.scratch.setdefault("ingest_state", {})
@@ -126,7 +140,8 @@ class Ingestor:
         if was_held and not releasing:
             await self.store.drop_hold(draft.guid)
         received = float(headers.get("received-at") or now.timestamp())
-        article = await self._publishable(draft, state, datetime.fromtimestamp(received, UTC))
+        claims: dict[str, str] = outbox.scratch.get("claims", {})
+        article = await self._publishable(draft, state, datetime.fromtimestamp(received, UTC), claims)
         await outbox.send(self.articles, draft.guid, article, headers)
         self._remember(
             _with(
@@ -144,12 +159,14 @@ class Ingestor:
         )
         return "published"
 
-    async def _publishable(self, draft: NinjsDraft, state: StoryState, first_seen: datetime) -> ArticlePublished:
+    async def _publishable(
+        self, draft: NinjsDraft, state: StoryState, first_seen: datetime, claims: dict[str, str]
+    ) -> ArticlePublished:
         """`first_seen` (when Kafka received the draft) dates a draft that carries no date, so replays agree."""
         try:
             if state.url_path:
                 return await self._update(draft, state)
-            return await self._first_publication(draft, first_seen)
+            return await self._first_publication(draft, first_seen, claims)
         except UnpublishableDraft as exc:
             raise Reject("unpublishable", str(exc)) from exc
 
@@ -159,7 +176,7 @@ class Ingestor:
         slug, url_path, previous = state.slug, state.url_path, list(state.previous_paths)
         if draft.slugline and base_slug(draft) != state.slug_source:
             wanted = base_slug(draft)
-            new_slug, new_path = await self._claim(section_of(draft).code, published, wanted, draft.guid)
+            new_slug, new_path = await self._claim(section_of(draft).code, published, wanted, draft.guid, {})
             if new_path != url_path:
                 previous = [p for p in [*previous, url_path] if p != new_path]
                 slug, url_path = new_slug, new_path
@@ -172,7 +189,9 @@ class Ingestor:
             date_published=published,
         )
 
-    async def _first_publication(self, draft: NinjsDraft, first_seen: datetime) -> ArticlePublished:
+    async def _first_publication(
+        self, draft: NinjsDraft, first_seen: datetime, claims: dict[str, str]
+    ) -> ArticlePublished:
         if draft.evolvedfrom:
             origin = await self.store.load(draft.evolvedfrom)
             if origin is not None and origin.url_path and origin.status != "killed":
@@ -186,7 +205,7 @@ class Ingestor:
                     date_published=datetime.fromisoformat(origin.date_published),
                 )
         published = draft.firstpublished or draft.firstcreated or draft.versioncreated or first_seen
-        slug, url_path = await self._claim(section_of(draft).code, published, base_slug(draft), draft.guid)
+        slug, url_path = await self._claim(section_of(draft).code, published, base_slug(draft), draft.guid, claims)
         return build_article(
             draft,
             slug=slug,
@@ -196,12 +215,17 @@ class Ingestor:
             date_published=published,
         )
 
-    async def _claim(self, section: str, published: datetime, wanted: str, guid: str) -> tuple[str, str]:
-        """A URL no other guid holds: the slug, else the slug with -2, -3, …"""
+    async def _claim(
+        self, section: str, published: datetime, wanted: str, guid: str, claims: dict[str, str]
+    ) -> tuple[str, str]:
+        """A URL no other guid holds: the slug, else the slug with -2, -3, … (`claims`: owners already known)."""
         for n in range(1, MAX_SLUG_SUFFIX):
             slug = wanted if n == 1 else f"{wanted}-{n}"
             path = article_path(section, published, slug)
-            if await self.store.claim_path(path, guid):
+            owner = claims.get(path)
+            if owner == guid:
+                return slug, path
+            if owner is None and await self.store.claim_path(path, guid):
                 return slug, path
         raise Reject("slug_exhausted", f"no free URL for slug {wanted!r}")
 

@@ -140,6 +140,18 @@ class IngestStore:
         owner = await get_bytes(self.redis, key)
         return owner is not None and owner.decode() == guid
 
+    async def claim_paths(self, wanted: dict[str, str]) -> dict[str, str]:
+        """Claim many URLs at once (path → guid); returns the owner of each path after the attempt."""
+        paths = list(wanted)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for path in paths:
+                pipe.set(self.path_key(path), wanted[path], nx=True)
+            for path in paths:
+                pipe.get(self.path_key(path))
+            results = await pipe.execute()
+        owners = results[len(paths) :]
+        return {path: owner.decode() for path, owner in zip(paths, owners, strict=True) if owner is not None}
+
     async def hand_over_path(self, path: str, guid: str) -> None:
         """`evolvedfrom`: the rewrite takes over the URL of the story it rewrites."""
         await self.redis.set(self.path_key(path), guid)

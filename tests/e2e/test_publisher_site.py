@@ -203,7 +203,7 @@ async def test_flush_and_rebuild_gives_byte_identical_pages(stack: ServiceStack,
         await post(producer, stack, draft)
     for draft in drafts:
         await wait_for_version(stack, draft["guid"], 1)
-    await asyncio.sleep(2.0)  # lists, feeds, related links settle
+    await stack.wait_idle()  # every consumer caught up: the site is what the log says it is
 
     client = aioredis.Redis.from_url(stack.redis)
     settings = stack.settings("publisher", PublisherSettings)

@@ -183,6 +183,33 @@ class ServiceStack:
                 proc.kill()
                 proc.wait()
 
+    async def wait_idle(self, timeout: float = 60) -> None:
+        """Until every consumer group of the stack has consumed everything (lag 0 twice in a row)."""
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka)
+        probe = AIOKafkaConsumer(bootstrap_servers=self.kafka)
+        await admin.start()
+        await probe.start()
+        try:
+            deadline = time.monotonic() + timeout
+            quiet = 0
+            while quiet < 2:
+                lag = 0
+                for service in SERVICES:
+                    offsets = await admin.list_consumer_group_offsets(f"{self.prefix}broadsheet-{service}")
+                    if offsets:
+                        ends = await probe.end_offsets(list(offsets))
+                        lag += sum(max(0, ends[tp] - meta.offset) for tp, meta in offsets.items())
+                quiet = quiet + 1 if lag == 0 else 0
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"consumers still {lag} records behind after {timeout}s")
+                await asyncio.sleep(0.5)
+        finally:
+            await probe.stop()
+            await admin.close()
+
     async def wait_for(self, predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None
