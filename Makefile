@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 LOCAL := deploy/local
 
-.PHONY: run test up down status setup lint chaos bench clean
+.PHONY: run test up down status setup lint chaos drill bench clean
 
 run: ## install what is missing, start everything, load sample drafts, print the reader URL (Ctrl-C stops)
 	@$(LOCAL)/bootstrap.sh
@@ -34,6 +34,10 @@ lint: setup
 chaos: setup ## the full fault-injection matrix
 	@$(LOCAL)/stack.sh infra
 	$(PY) -m pytest -m chaos tests/chaos --chaos-profile=long
+
+drill: setup ## scaling (1, 3, 2 instances) and rolling-restart drills under load
+	@$(LOCAL)/stack.sh infra
+	$(PY) -m pytest -m drill tests/e2e
 
 bench: setup
 	@$(LOCAL)/stack.sh infra

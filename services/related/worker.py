@@ -199,9 +199,8 @@ class RelatedWorker:
                 for record in records:
                     try:
                         event = ARTICLE_EVENT.validate_json(record.value or b"")
-                    except ValidationError as exc:
-                        self.invalid.append((record, repr(exc)[:500]))
-                        continue
+                    except ValidationError:
+                        continue  # dead-lettered when it first arrived, by the replica that owned it then
                     fence = (event.version, LIFECYCLE_RANK[event.event])
                     killed = latest.get(event.guid, event).event == "article.killed"
                     if fence > fences.get(event.guid, (-1, -1)) and not killed:

@@ -3,8 +3,12 @@ and nothing is lost or shown twice."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.scaling_drill import run_restarts
 from tests.support.stack import ServiceStack
+
+pytestmark = pytest.mark.drill  # minutes of load: `make drill`, not `make test`
 
 GRACE_SECONDS = 25
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from bench.scaling_drill import run_drill
 from tests.support.stack import ServiceStack
+
+pytestmark = pytest.mark.drill  # minutes of load: `make drill`, not `make test`
 
 RATE = float(os.environ.get("DRILL_RATE", "20"))
 STEP_SECONDS = float(os.environ.get("DRILL_STEP_SECONDS", "20"))
