@@ -24,22 +24,27 @@ The same agency copy filed twice therefore never shows twice, nor next to its ow
 
 Why incremental equals recomputation exactly
 --------------------------------------------
-Scores are computed from integer-valued vectors, so they are bit-identical whichever article is the
-query and whichever code path computes them; the candidate relation (who may link to whom) is a
-fixed symmetric function of the two articles.  A new article can only enter the lists of articles
-that are its own candidates, and is compared with each list's last entry; an article that leaves
-(removal, or an update that changes its text) only affects lists that contained it, which are
-recomputed.  Hence ``links(g) == recompute_all()[g]`` after any sequence of calls.
+Topic and sketch vectors hold small integers, so their dot products are exact in float32 whatever
+the summation order; every further step is an elementwise float32 operation (correctly rounded by
+IEEE 754) on symmetric inputs.  A pair's score is therefore bit-identical whichever article is the
+query and whichever code path (single upsert, batched start-up, recomputation) computes it, and the
+candidate relation (who may link to whom) is a fixed symmetric function of the two articles.  A new
+article can only enter the lists of its own candidates, and is compared with each list's last entry;
+an article that leaves (removal, or an update that changes what it scores) only affects the lists
+that showed it, which are recomputed.  Hence ``links(g) == recompute_all()[g]`` after any sequence
+of calls, whatever the order of arrival.
 
 Scaling
 -------
-Below ``EXACT_LIMIT`` articles every article is a candidate of every other (exact, brute force on a
-float32 matrix).  ``RelatedEngine.build`` on a larger archive partitions the topic space into
-``partitions`` cells (k-means fitted once at build time, then frozen) and files each article under
-its ``probes`` nearest cells; two articles are candidates when they share a cell.  An upsert then
-touches a few thousand candidates however large the archive is.  The partition is part of the
-engine's definition of "related", and ``recompute_all`` uses it too, so equality still holds exactly;
-compared with the exact search it can miss a related article filed in other cells.
+An engine created empty compares every article with every other (exact, brute force over a float32
+matrix: fine to a few hundred thousand articles, a few milliseconds per upsert).
+``RelatedEngine.build`` on an archive of ``EXACT_LIMIT`` articles or more partitions the topic space
+into about one cell per ``DOCS_PER_PARTITION`` articles (spherical k-means fitted once at start-up,
+then frozen; pass ``centroids`` to start another engine with the same cells) and files each article
+under its ``probes`` nearest cells; two articles are candidates when they share a cell.  An upsert
+then scores a few thousand candidates however large the archive is.  The cells are part of the
+engine's definition of "related" and ``recompute_all`` uses them too, so equality still holds
+exactly; compared with the exact search, a related article filed only in other cells is missed.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ RECENCY_HALF_DAYS = 30.0
 NEAR_DUPLICATE = 0.9
 EXACT_LIMIT = 20_000
 _ENCODE_BATCH = 1024
-DOCS_PER_PARTITION = 400
+DOCS_PER_PARTITION = 250
 _SECONDS_PER_DAY = 86_400.0
 _TEXT_NORM = DENSE_SCALE * DENSE_SCALE
 _NO_SCORE = -math.inf
@@ -166,7 +171,11 @@ class _Cells:
 
 
 def _fit_cells(vectors: npt.NDArray[np.float32], partitions: int, iterations: int = 8) -> npt.NDArray[np.float32]:
-    """Spherical k-means with a fixed seed; centroids quantised like article vectors, then frozen."""
+    """Spherical k-means with a fixed seed; centroids quantised like article vectors, then frozen.
+
+    Callers pass the vectors in guid order, so the same archive gives the same cells whatever
+    order its articles arrived in.
+    """
     rng = np.random.default_rng(20050101)
     sample = vectors[rng.permutation(vectors.shape[0])[: max(partitions * 40, 10_000)]]
     centroids = sample[rng.choice(sample.shape[0], partitions, replace=False)].astype(np.float32)
@@ -252,8 +261,9 @@ class RelatedEngine:
         if partitions is None:
             partitions = 1 if live.shape[0] < EXACT_LIMIT else max(2, live.shape[0] // DOCS_PER_PARTITION)
         if partitions > 1 and live.shape[0] >= partitions:
-            engine._install_cells(_fit_cells(engine._dense[live], partitions), probes)
-        for slot, chosen in engine._compute_lists(live):
+            by_guid = np.asarray(sorted(live.tolist(), key=engine._guids.__getitem__), dtype=np.int64)
+            engine._install_cells(_fit_cells(engine._dense[by_guid], partitions), probes)
+        for slot, chosen in engine._compute_lists():
             engine._store(slot, chosen)
         return engine
 
@@ -343,7 +353,7 @@ class RelatedEngine:
     def recompute_all(self) -> dict[str, tuple[Link, ...]]:
         """Reference result: every list computed from scratch over the current archive (no state change)."""
         result: dict[str, tuple[Link, ...]] = {}
-        for slot, chosen in self._compute_lists(np.flatnonzero(self._alive[: self._n])):
+        for slot, chosen in self._compute_lists():
             result[self._guids[slot]] = tuple(self._link(s, score) for s, score in chosen)
         return result
 
@@ -563,56 +573,71 @@ class RelatedEngine:
         cands, scores = self._scored_candidates(slot)
         return self._select(slot, cands, scores)
 
-    def _compute_lists(self, slots: Ints) -> Iterable[tuple[int, list[tuple[int, float]]]]:
-        """Lists of many articles at once: articles sharing their cells share one candidate set."""
-        if slots.shape[0] == 0:
-            return
-        if self._cells is None:
-            groups: dict[tuple[int, ...], list[int]] = {(): slots.tolist()}
-        else:
-            groups = {}
-            for slot, cells in zip(slots.tolist(), self._cell_of[slots].tolist(), strict=True):
-                groups.setdefault(tuple(cells), []).append(slot)
-        for cells_key, members in groups.items():
-            cands = self._candidate_slots(members[0]) if cells_key else self._candidate_slots(-1)
-            block = 64 if self._cells is None else 512
-            for start in range(0, len(members), block):
-                batch = np.asarray(members[start : start + block], dtype=np.int64)
-                rows = self._score_rows(batch, cands)
-                yield from self._select_batch(batch, cands, rows)
+    def _compute_lists(self) -> Iterable[tuple[int, list[tuple[int, float]]]]:
+        """Every live article's list, computed cell by cell (start-up and recomputation).
 
-    def _select_batch(self, batch: Ints, cands: Ints, rows: Scores) -> Iterable[tuple[int, list[tuple[int, float]]]]:
-        """`_select` for many queries sharing one candidate set, ranking them in one array call.
-
-        A row falls back to `_select` when its window has a tie at the cut or the walk runs short,
-        so every row gets exactly what `_select` would give it.
+        Each cell is scored as one block of its members against each other; every article keeps
+        the best ``_window()`` eligible candidates of each of its cells, and its list is the greedy
+        walk over the best of their union, exactly as `_select` would rank them (an article falls
+        back to `_select` itself when a cell's window ends in a tie, or when the walk runs short
+        and some cell had more candidates than its window).
         """
-        if cands.shape[0] == 0:
-            for slot in batch.tolist():
-                yield slot, []
+        live = np.flatnonzero(self._alive[: self._n]).astype(np.int64)
+        if live.shape[0] == 0:
             return
-        ineligible = (
-            ~self._alive[cands][None, :]
-            | (cands[None, :] == batch[:, None])
-            | (self._root[cands][None, :] == self._root[batch][:, None])
-            | (rows < self.min_score)
-        )
-        masked = np.where(ineligible, _NO_SCORE, rows)
-        width = min(self._window(), cands.shape[0])
-        part = np.argpartition(-masked, width - 1, axis=1)[:, :width]
-        top = np.take_along_axis(masked, part, axis=1)
-        cut = top.min(axis=1)
-        at_or_above = (masked >= cut[:, None]).sum(axis=1)
-        eligible = (~ineligible).sum(axis=1)
-        for i, slot in enumerate(batch.tolist()):
-            finite = np.isfinite(top[i])
-            whole = eligible[i] == finite.sum()
-            if math.isfinite(cut[i]) and at_or_above[i] != width:
-                yield slot, self._select(slot, cands, rows[i])
+        width = self._window()
+        if self._cells is None:
+            probes = 1
+            cells: list[Ints] = [live]
+        else:
+            probes = self._cells.probes
+            cells = [
+                np.sort(self._cells.members[c][: int(self._cells.counts[c])]).astype(np.int64)
+                for c in range(self._cells.counts.shape[0])
+            ]
+        best_slots = np.full((self._n, probes, width), -1, dtype=np.int64)
+        best_scores = np.full((self._n, probes, width), _NO_SCORE, dtype=np.float32)
+        tied = np.zeros(self._n, dtype=bool)
+        overflow = np.zeros(self._n, dtype=bool)
+        for cell, members in enumerate(cells):
+            if members.shape[0] == 0:
                 continue
-            chosen = self._walk(slot, self._ordered(cands[part[i][finite]], top[i][finite]))
-            if len(chosen) < self.k and not whole:
-                chosen = self._select(slot, cands, rows[i])
+            chunk = max(1, min(1024, 262_144 // members.shape[0]))
+            for start in range(0, members.shape[0], chunk):
+                batch = members[start : start + chunk]
+                rows = self._score_rows(batch, members)
+                ineligible = (
+                    (members[None, :] == batch[:, None])
+                    | (self._root[members][None, :] == self._root[batch][:, None])
+                    | (rows < self.min_score)
+                )
+                masked = np.where(ineligible, np.float32(_NO_SCORE), rows)
+                take = min(width, members.shape[0])
+                part = np.argpartition(-masked, take - 1, axis=1)[:, :take]
+                top = np.take_along_axis(masked, part, axis=1)
+                cut = top.min(axis=1)
+                tied[batch] |= np.isfinite(cut) & ((masked >= cut[:, None]).sum(axis=1) != take)
+                overflow[batch] |= (~ineligible).sum(axis=1) > take
+                probe = 0 if self._cells is None else np.argmax(self._cell_of[batch] == cell, axis=1)
+                best_slots[batch, probe, :take] = np.where(np.isfinite(top), members[part], -1)
+                best_scores[batch, probe, :take] = top
+        guids = self._guids
+        for slot in live.tolist():
+            if tied[slot]:
+                yield slot, self._select_for(slot)
+                continue
+            found = {
+                c: v
+                for c, v in zip(best_slots[slot].ravel().tolist(), best_scores[slot].ravel().tolist(), strict=True)
+                if c >= 0
+            }
+            ordered = sorted(((v, c) for c, v in found.items()), key=lambda sc: (-sc[0], guids[sc[1]]))
+            if len(ordered) > width:
+                cut_score = ordered[width - 1][0]
+                ordered = [sc for sc in ordered if sc[0] >= cut_score]
+            chosen = self._walk(slot, ordered)
+            if len(chosen) < self.k and overflow[slot]:
+                chosen = self._select_for(slot)
             yield slot, chosen
 
     def _store(self, slot: int, chosen: list[tuple[int, float]]) -> None:

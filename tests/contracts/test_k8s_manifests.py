@@ -27,7 +27,6 @@ import pytest
 import yaml
 
 from shared.asyncapi import ACCESS as CODE_ACCESS
-
 from shared.settings import ServiceSettings
 from shared.topics import TOPICS
 

@@ -181,3 +181,26 @@ def test_stream_of_publishes_updates_and_removes_drains_to_recomputation(
         for link in engine.links(guid):
             assert link.headline == live[link.guid].headline
         assert engine.doc(guid) == replace(doc, text="")
+
+
+def test_corpus_loader_and_ninjs_shape() -> None:
+    articles = load_bbc()
+    assert len(articles) == 2225
+    assert [a.name for a in articles] == sorted(a.name for a in articles)
+    assert {a.category for a in articles} == {"business", "entertainment", "politics", "sport", "tech"}
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    duplicates = 0
+    for a in articles:
+        key = (a.title, a.paragraphs)
+        duplicates += key in seen
+        seen.add(key)
+    assert duplicates == 98
+    assert all(a.title and a.paragraphs for a in articles)
+    item = to_ninjs(articles[0])
+    assert item["guid"] == "bbc-business-001"
+    assert item["headline"] == articles[0].title
+    assert item["body_html"].startswith("<p>") and item["body_html"].count("<p>") == len(articles[0].paragraphs)
+    assert item["service"] == [{"code": "business", "name": "Business"}]
+    assert item["firstcreated"].startswith("2005-") and item["firstcreated"].endswith("Z")
+    assert to_ninjs(articles[0], with_section=False, guid="x", version=3)["service"] == []
+    assert to_ninjs(articles[0]) == item  # deterministic

@@ -288,3 +288,12 @@ def test_batch_encoding_gives_the_same_bits_as_one_at_a_time() -> None:
         assert (one_dense == dense[i]).all()
         assert (one_sketch == sketch[i]).all()
     assert not dense[-1].any()
+
+
+def test_partitioned_build_does_not_depend_on_arrival_order() -> None:
+    docs = archive(per_topic=10)
+    forward = RelatedEngine.build(docs, partitions=4)
+    backward = RelatedEngine.build(list(reversed(docs)), partitions=4)
+    assert forward.centroids is not None and backward.centroids is not None
+    assert (forward.centroids == backward.centroids).all()
+    assert forward.recompute_all() == backward.recompute_all()
