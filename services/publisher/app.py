@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from services.publisher.comment_edge import install_comment_edge
 from services.publisher.config import PublisherSettings
@@ -50,14 +53,27 @@ def create_app(settings: PublisherSettings | None = None) -> tuple[ServiceApp, R
             log.exception("automatic rebuild failed")
 
     async def log_has_history() -> bool:
-        """True when this group already consumed the log: Redis lost the site while the log kept it."""
-        admin = AIOKafkaAdminClient(**client_options(settings))
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(group_id(settings, SERVICE))
-            return any(meta.offset > 0 for meta in offsets.values())
-        finally:
-            await admin.close()
+        """True when this group already consumed the log: Redis lost the site while the log kept it.
+
+        A new or just restarted broker may not coordinate groups yet: that is retried, like any other
+        temporary broker error, rather than ending the process."""
+        delay = 0.2
+        for _ in range(60):
+            admin = AIOKafkaAdminClient(**client_options(settings))
+            try:
+                await admin.start()
+                offsets = await admin.list_consumer_group_offsets(group_id(settings, SERVICE))
+                return any(meta.offset > 0 for meta in offsets.values())
+            except (KafkaError, OSError) as exc:
+                retriable = getattr(exc, "retriable", True)
+                if not retriable:
+                    raise
+                log.warning("consumer group offsets not readable yet; retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                await admin.close()
+        raise RuntimeError("Kafka could not report this group's offsets in time")
 
     async def start_site() -> None:
         await live.start(log_has_history=log_has_history)

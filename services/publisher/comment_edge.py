@@ -31,7 +31,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -40,6 +40,7 @@ from faststream.kafka import KafkaBroker
 from jinja2 import Environment, StrictUndefined
 
 from services.publisher.config import PublisherSettings
+from services.publisher.render import Summary
 from services.publisher.store import PublisherStore
 from shared import topics
 from shared.contracts.comments import CommentReported, CommentSubmitted
@@ -259,6 +260,7 @@ PAGE = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
 TITLES = {
     400: "Your comment needs a correction",
     404: "This article is not open for comments",
+    403: "Comments on this article are closed",
     409: "You have already posted this comment",
     410: "This article has been removed",
     429: "You are commenting too quickly",
@@ -348,6 +350,17 @@ class CommentEdge:
             return json_response({"id": outcome.comment_id, "status": "pending"}, 202)
         return self.problem(outcome.status, outcome.errors)
 
+    async def _closed(self, store: PublisherStore, guid: str) -> bool:
+        """Say so at once rather than promise moderation: the comments service would reject it as closed."""
+        days = self.settings.comments_close_after_days
+        if days <= 0:
+            return False
+        raw = await store.redis.get(store.article_key(guid, "summary"))
+        if raw is None:
+            return False
+        published = Summary.from_json(raw).date_published
+        return datetime.now(UTC) - published > timedelta(days=days)
+
     async def submit(self, form: CommentForm, request: Request, *, secret: str | None) -> Outcome:
         errors = validate(form, secret=secret)
         if errors:
@@ -361,6 +374,9 @@ class CommentEdge:
         if status != "published" or url_path is None:
             error = FieldError("comment_post_ID", "article_unknown", "This article is not open for comments.")
             return Outcome(404, [error])
+        if await self._closed(store, form.guid):
+            error = FieldError("comment_post_ID", "comments_closed", "Comments on this article are closed.")
+            return Outcome(403, [error], url_path)
         if form.parent_id is not None and not await self._approved_comment(store, form.guid, form.parent_id):
             error = FieldError("comment_parent", "parent_unknown", "The comment you reply to is not on this article.")
             return Outcome(400, [error], url_path)
