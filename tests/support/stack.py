@@ -195,7 +195,7 @@ class ServiceStack:
         try:
             deadline = time.monotonic() + timeout
             quiet = 0
-            while quiet < 2:
+            while quiet < 4:
                 lag = 0
                 for service in SERVICES:
                     offsets = await admin.list_consumer_group_offsets(f"{self.prefix}broadsheet-{service}")
