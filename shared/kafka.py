@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import redis.exceptions
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
@@ -230,6 +230,27 @@ class BatchRunner:
     max_backoff_seconds: float = 5.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
+    _dlq_producer: AIOKafkaProducer | None = None
+
+    async def _dead_letter_producer(self) -> AIOKafkaProducer:
+        """Dead letters go through their own producer (own connection): a burst of huge rejected records must
+        not queue the service's real output behind it."""
+        if self._dlq_producer is None:
+            from shared.cli import client_options
+
+            producer = AIOKafkaProducer(
+                acks="all", enable_idempotence=True, max_request_size=MAX_RECORD_BYTES, linger_ms=5,
+                client_id=f"broadsheet-{self.service}-dead-letters", **client_options(self.settings),
+            )
+            await producer.start()
+            self._dlq_producer = producer
+        return self._dlq_producer
+
+    async def close(self) -> None:
+        if self._dlq_producer is not None:
+            await self._dlq_producer.stop()
+            self._dlq_producer = None
+
     @property
     def dead_letter_topic(self) -> str:
         return with_prefix(self.settings.kafka_topic_prefix, dead_letter_topic(self.service))
@@ -332,12 +353,13 @@ class BatchRunner:
             failed_at=datetime.now(UTC).isoformat(),
         )
         key = record.key if isinstance(record.key, bytes) else b""
-        future = await self.broker.publish(
+        headers = {**record_headers(record), **letter.headers()}
+        producer = await self._dead_letter_producer()
+        future = await producer.send(
+            self.dead_letter_topic,
             record.value if record.value is not None else b"",
-            topic=self.dead_letter_topic,
             key=key or None,
-            headers={**record_headers(record), **letter.headers()},
-            no_confirm=True,
+            headers=[(name, value.encode()) for name, value in headers.items()],
         )
         outbox.pending.append(future)
         MESSAGES.labels(self.service, record.topic, "dead_lettered").inc()

@@ -52,6 +52,7 @@ class Runtime:
         async def stopped() -> None:
             for hook in self.on_shutdown:
                 await hook()
+            await self.runner.close()
             await self.redis.aclose()
             log.info("service stopped", service=self.service)
 

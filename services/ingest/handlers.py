@@ -20,6 +20,7 @@ from shared.kafka import BatchRunner, Outbox, Reject, record_headers, subscribe,
 from shared.logging import get_logger
 
 SERVICE = "ingest"
+PREPARE_MAX_BYTES = 256 * 1024
 
 
 def journey_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
@@ -44,6 +45,8 @@ def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner, 
         await recovery.ensure()  # versions, URLs and kills must be known before any draft is decided
         decoded: dict[tuple[int, int], NinjsDraft | Reject] = {}
         for record in records:
+            if record.value is not None and len(record.value) > PREPARE_MAX_BYTES:
+                continue  # decoded in its turn: a huge record must not delay the drafts ahead of it
             try:
                 decoded[record.partition, record.offset] = decode_draft(
                     record.value, key=record.key, max_bytes=settings.max_draft_bytes

@@ -43,7 +43,8 @@ async def test_seed_article_renders_cleanly_on_phone_and_desktop(
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            for name, viewport in (("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 900})):
+            sizes = (("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 900}))
+            for name, viewport in sizes:
                 page = await browser.new_page(viewport=viewport)
                 problems: list[str] = []
                 page.on("console", lambda m, p=problems: p.append(m.text) if m.type == "error" else None)
@@ -64,7 +65,8 @@ async def test_seed_article_renders_cleanly_on_phone_and_desktop(
                 await page.fill("textarea[name=comment]", "A reader's thoughtful comment.")
                 await page.fill("input[name=author]", "Reader")
                 await page.fill("input[name=email]", "reader@example.org")
-                assert await page.locator("form[action='/comments'] button, form[action='/comments'] input[type=submit]").count() >= 1
+                submit = "form[action='/comments'] button, form[action='/comments'] input[type=submit]"
+                assert await page.locator(submit).count() >= 1
                 await page.screenshot(path=str(ARTIFACTS / f"seed-article-{name}.png"), full_page=True)
                 await page.close()
         finally:
