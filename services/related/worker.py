@@ -143,6 +143,14 @@ class RelatedWorker:
             asyncio.create_task(self._follow_archive(), name="related-archive"),
             asyncio.create_task(self._keep_membership(), name="related-membership"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._report_failure)
+
+    @staticmethod
+    def _report_failure(task: asyncio.Task[None]) -> None:
+        """A loop that dies must say so: the replica then stays not ready and the log tells why."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("related loop failed", task=task.get_name(), error=repr(task.exception()))
 
     async def stop(self) -> None:
         for task in self._tasks:
