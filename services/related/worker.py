@@ -228,11 +228,13 @@ class RelatedWorker:
         started = time.perf_counter()
         await self._load_archive(end_offsets)
         while True:
-            batches = await self.archive.getmany(timeout_ms=200, max_records=2000)
+            batches = await self.archive.getmany(timeout_ms=200, max_records=200)
             changed: dict[str, tuple[Link, ...]] = {}
             for records in batches.values():
                 for record in records:
                     changed.update(self._apply(record))
+                    # each upsert is milliseconds of CPU: let health checks and heartbeats through
+                    await asyncio.sleep(0)
             if not self.caught_up and await self._reached_all(end_offsets):
                 self.caught_up = True
                 log.info("index rebuilt from the log", articles=len(self.engine),
