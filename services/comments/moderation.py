@@ -27,17 +27,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from services.comments.spam import SpamModel, shipped_model
 from services.comments.textnorm import PhraseMatcher, canonical_text, tokens
 from shared.contracts.comments import CommentStatus, CommentSubmitted
+from shared.validation import is_valid_author_url, is_valid_email
 
 DecisionStatus = Literal["approved", "pending", "spam", "rejected"]
 
 _LINK_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
-_MAX_EMAIL_CHARS = 254
-_MAX_EMAIL_LOCAL_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,38 +124,6 @@ class ModerationPolicy:
 def _aware(moment: datetime) -> datetime:
     """Timestamps without a zone are taken as UTC, so comparisons never mix naive and aware times."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def is_valid_email(address: str) -> bool:
-    """A plausible mailbox: one "@", a non-empty local part, a dotted domain of letters, digits and hyphens.
-
-    Deliberately simple and linear: deliverability is proven by the confirmation mail, not by syntax.
-    """
-    if len(address) > _MAX_EMAIL_CHARS or address.count("@") != 1:
-        return False
-    local, domain = address.split("@")
-    if not local or len(local) > _MAX_EMAIL_LOCAL_CHARS or any(ch.isspace() for ch in address):
-        return False
-    labels = domain.split(".")
-    if len(labels) < 2:
-        return False
-    for label in labels:
-        if not label or label.startswith("-") or label.endswith("-"):
-            return False
-        if not all(ch.isalnum() or ch == "-" for ch in label):
-            return False
-    return labels[-1].isalpha() or labels[-1].startswith("xn--")
-
-
-def is_valid_author_url(url: str) -> bool:
-    """The optional homepage must be an absolute http(s) link: anything else (javascript:, data:) is refused."""
-    if any(ch.isspace() for ch in url):
-        return False
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
 
 
 def count_links(text: str) -> int:

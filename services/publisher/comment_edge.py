@@ -33,7 +33,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
@@ -48,6 +47,7 @@ from shared.http import Request, Response, Router, json_response
 from shared.kafka import topic_name
 from shared.logging import get_logger
 from shared.service import Runtime
+from shared.validation import is_valid_author_url, is_valid_email
 
 log = get_logger(__name__)
 
@@ -92,30 +92,8 @@ def comment_id(guid: str, email: str, body: str, idempotency_key: str | None = N
     return "c" + hashlib.sha256(material.encode()).hexdigest()[:24]
 
 
-def is_valid_email(address: str) -> bool:
-    """One "@", a local part, a dotted domain of letters, digits and hyphens (deliverability is not syntax)."""
-    if len(address) > MAX_EMAIL_CHARS or address.count("@") != 1 or any(ch.isspace() for ch in address):
-        return False
-    local, domain = address.split("@")
-    labels = domain.split(".")
-    if not local or len(local) > 64 or len(labels) < 2:
-        return False
-    for label in labels:
-        if not label or label.startswith("-") or label.endswith("-"):
-            return False
-        if not all(ch.isalnum() or ch == "-" for ch in label):
-            return False
-    return labels[-1].isalpha() or labels[-1].startswith("xn--")
-
-
 def is_valid_url(url: str) -> bool:
-    if len(url) > MAX_URL_CHARS or any(ch.isspace() for ch in url):
-        return False
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    return len(url) <= MAX_URL_CHARS and is_valid_author_url(url)
 
 
 @dataclass(frozen=True)
