@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import csv
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -43,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from shared import topics  # noqa: E402
 from shared.contracts.articles import ArticlePublished, Author, Term  # noqa: E402
 from shared.contracts.comments import CommentSubmitted  # noqa: E402
-from tests.support.stack import MODERATION_TOKEN, ServiceStack  # noqa: E402
+from tests.support.stack import MODERATION_TOKEN, ServiceStack, free_port  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "youtube-spam"
 KAFKA = "127.0.0.1:9092"
@@ -51,12 +50,6 @@ REDIS = "redis://127.0.0.1:6379/0"
 RAW_TOPIC = "bench.raw-copy"
 TARGET_RATE = 2000.0
 TARGET_SHARE = 0.25
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load_corpus() -> list[tuple[str, str]]:

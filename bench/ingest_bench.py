@@ -102,7 +102,7 @@ async def main(n: int) -> None:
     stack = ServiceStack(kafka=KAFKA, redis=REDIS, prefix=prefix, namespace=run,
                          ports={"ingest": 0, "publisher": 0, "comments": 0, "related": 0},
                          log_dir=Path(tempfile.mkdtemp()))
-    from tests.conftest import free_port
+    from tests.support.stack import free_port
 
     stack.ports = {k: free_port() for k in stack.ports}
     await stack.create_topics()

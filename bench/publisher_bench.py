@@ -31,9 +31,8 @@ from services.ingest.domain import article_path, base_slug, build_article
 from services.publisher.config import PublisherSettings
 from services.publisher.rebuild import drop_namespace, rebuild_site
 from shared.contracts import NinjsDraft
-from tests.conftest import free_port
 from tests.support.drafts import make_draft
-from tests.support.stack import ServiceStack
+from tests.support.stack import ServiceStack, free_port
 
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

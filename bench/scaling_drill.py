@@ -31,20 +31,12 @@ from aiokafka import AIOKafkaProducer
 from shared.cli import consumer_lag
 from shared.settings import ServiceSettings
 from tests.support.drafts import make_draft
-from tests.support.stack import SERVICES, ServiceStack
+from tests.support.stack import SERVICES, ServiceStack, free_port
 
 CONSUMING = ("ingest", "related", "comments", "publisher")
 SUMMARY = re.compile(r'<article class="summary" data-guid="([^"]+)"')
 NEXT = re.compile(r'<link rel="next" href="([^"]+)"')
 VERSION = re.compile(r'<meta name="broadsheet:version" content="(\d+)">')
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -23,8 +23,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from tests.conftest import free_port
-from tests.support.stack import ServiceStack
+from tests.support.stack import ServiceStack, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")

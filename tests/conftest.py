@@ -7,16 +7,13 @@ data (and never a developer's `make run` data).
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.stack import ServiceStack, kafka_answers, redis_answers
+from tests.support.stack import ServiceStack, kafka_answers, redis_answers, running_stack
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -42,43 +39,16 @@ def infra() -> dict[str, str]:
     return {"kafka": KAFKA, "redis": REDIS}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def running_stack(infra: dict[str, str], log_dir: Path) -> Iterator[ServiceStack]:
-    """The four services as real processes, on free ports, in a private topic prefix and Redis namespace."""
-    run_id = uuid.uuid4().hex[:8]
-    stack = ServiceStack(
-        kafka=infra["kafka"],
-        redis=infra["redis"],
-        prefix=f"t{run_id}.",
-        namespace=f"t{run_id}",
-        ports={name: free_port() for name in ("publisher", "ingest", "comments", "related")},
-        log_dir=log_dir,
-    )
-    asyncio.run(stack.create_topics())
-    stack.start_all()
-    try:
-        stack.wait_ready(timeout=90)
-        yield stack
-    finally:
-        stack.stop_all()
-        asyncio.run(stack.delete_topics())
-
-
 @pytest.fixture(scope="session")
 def stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
     """One stack shared by the session's end-to-end tests (each test uses its own guids and sections)."""
-    yield from running_stack(infra, tmp_path_factory.mktemp("service-logs"))
+    yield from running_stack(infra["kafka"], infra["redis"], tmp_path_factory.mktemp("service-logs"))
 
 
 @pytest.fixture(scope="module")
 def private_stack(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
     """A stack of its own, for a test whose load would slow the shared one down (a whole corpus, faults)."""
-    yield from running_stack(infra, tmp_path_factory.mktemp("private-service-logs"))
+    yield from running_stack(infra["kafka"], infra["redis"], tmp_path_factory.mktemp("private-service-logs"))
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,9 @@ which also writes docs/chaos-report.md).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,9 @@ from typing import Any
 import pytest
 
 from tests.chaos.harness import Profile, profile_named
-from tests.chaos.infra import PrivateInfra, Secrets, free_port
+from tests.chaos.infra import PrivateInfra, Secrets
 from tests.chaos.report import render_report
-from tests.support.stack import REPO, ServiceStack
+from tests.support.stack import REPO, ServiceStack, free_port, running_stack
 
 CHAOS_DIR = Path(__file__).resolve().parent
 REPORT = REPO / "docs" / "chaos-report.md"
@@ -94,25 +92,12 @@ def chaos_stack(
     private_infra: PrivateInfra, chaos_secrets: Secrets, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceStack]:
     """The four services on the private Kafka and Redis, with the distinctive secrets."""
-    run_id = uuid.uuid4().hex[:8]
     values = chaos_secrets.values()
     values.pop("REDIS_PASSWORD")
-    stack = ServiceStack(
-        kafka=private_infra.kafka,
-        redis=private_infra.redis_url,
-        prefix=f"c{run_id}.",
-        namespace=f"c{run_id}",
-        ports={name: free_port() for name in ("publisher", "ingest", "comments", "related")},
-        log_dir=tmp_path_factory.mktemp("chaos-service-logs"),
-        extra_env=values,
+    yield from running_stack(
+        private_infra.kafka, private_infra.redis_url, tmp_path_factory.mktemp("chaos-service-logs"),
+        prefix="c", extra_env=values, ready_timeout=120,
     )
-    asyncio.run(stack.create_topics())
-    stack.start_all()
-    try:
-        stack.wait_ready(timeout=120)
-        yield stack
-    finally:
-        stack.stop_all()
 
 
 @pytest.fixture(scope="session")

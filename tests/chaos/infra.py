@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -18,12 +17,6 @@ import redis as redis_sync
 from tests.support.stack import REPO
 
 LOCAL = REPO / "deploy" / "local"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -36,8 +36,8 @@ from tests.chaos.harness import (
     profile_named,
     wait_lag_zero,
 )
-from tests.chaos.infra import PrivateInfra, Secrets, free_port
-from tests.support.stack import SERVICES, ServiceStack
+from tests.chaos.infra import PrivateInfra, Secrets
+from tests.support.stack import SERVICES, ServiceStack, free_port
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -26,9 +26,8 @@ from aiokafka import AIOKafkaProducer
 
 from shared.cli import client_options
 from shared.settings import ServiceSettings
-from tests.conftest import free_port
 from tests.support.drafts import make_draft
-from tests.support.stack import REPO, ServiceStack
+from tests.support.stack import REPO, ServiceStack, free_port
 
 SCRIPT = REPO / "deploy" / "local" / "kafka-sasl.sh"
 ADMIN_PASSWORD = f"admin-{uuid.uuid4().hex[:10]}"

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -219,3 +221,39 @@ class ServiceStack:
                 return last
             await asyncio.sleep(interval)
         return last
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def running_stack(
+    kafka: str,
+    redis: str,
+    log_dir: Path,
+    *,
+    prefix: str = "t",
+    extra_env: dict[str, str] | None = None,
+    ready_timeout: float = 90,
+) -> Iterator[ServiceStack]:
+    """The four services as real processes, on free ports, in a private topic prefix and Redis namespace."""
+    run_id = uuid.uuid4().hex[:8]
+    stack = ServiceStack(
+        kafka=kafka,
+        redis=redis,
+        prefix=f"{prefix}{run_id}.",
+        namespace=f"{prefix}{run_id}",
+        ports={name: free_port() for name in ("publisher", "ingest", "comments", "related")},
+        log_dir=log_dir,
+        extra_env=dict(extra_env or {}),
+    )
+    asyncio.run(stack.create_topics())
+    stack.start_all()
+    try:
+        stack.wait_ready(timeout=ready_timeout)
+        yield stack
+    finally:
+        stack.stop_all()
+        asyncio.run(stack.delete_topics())
