@@ -94,6 +94,8 @@ class Dirty:
     lists: dict[str, list[ListChange]] = field(default_factory=dict)
     sitemap_from_rank: int | None = None
     journeys: dict[str, dict[str, str]] = field(default_factory=dict)
+    moved: set[str] = field(default_factory=set)
+    """Articles whose redirects (`/a/{guid}`, old paths) follow their page: written only once the page is."""
 
     def journey(self, guid: str, headers: dict[str, str]) -> None:
         """Receipt, trace id and receipt time of the draft behind a change, for the render's log line."""
@@ -131,10 +133,9 @@ class Projector:
         )
         # When the event was applied, the stored state is the event: no need to read it back.
         await self.reconcile(event.guid, dirty, known=(event, lists) if lists is not None else None)
-        if stamp == 0:
-            return "stale"
-        await self._redirects(event.guid, stamp, event.url_path, event.previous_paths)
-        return "processed"
+        # Even when stale: a redelivery after a crash before the flush must still leave the redirects.
+        dirty.moved.add(event.guid)
+        return "stale" if stamp == 0 else "processed"
 
     async def article_killed(self, event: ArticleKilled, dirty: Dirty) -> str:
         return await self._take_down(event.guid, event.version, "killed", event.url_path, self.gone_page, dirty)
@@ -220,7 +221,7 @@ class Projector:
 
         async def render(guid: str) -> tuple[str, bool]:
             async with limit:
-                return guid, await self.render_article_page(guid)
+                return guid, await self.render_article_page(guid, redirects=guid in dirty.moved)
 
         for guid, written in await asyncio.gather(*(render(g) for g in sorted(dirty.articles))):
             journey = dirty.journeys.get(guid)
@@ -237,8 +238,11 @@ class Projector:
             await self.render_sitemaps(dirty.sitemap_from_rank)
             await self.render_news_sitemap()
 
-    async def render_article_page(self, guid: str) -> bool:
-        """Render from the state as stored now (read atomically), fenced by the stamp of that state."""
+    async def render_article_page(self, guid: str, *, redirects: bool = False) -> bool:
+        """Render from the state as stored now (read atomically), fenced by the stamp of that state.
+
+        With `redirects`, the article's permanent redirects are written after its page: a reader who follows
+        `/a/{guid}` or an old path never lands on a page that does not exist yet."""
         meta, article_json, related_json, comment_jsons = await self.store.article_bundle(guid)
         if meta.get("status") != "published" or article_json is None:
             return False
@@ -248,7 +252,11 @@ class Projector:
         body = render_article(article, links, comments, self.site)
         body = body.replace(b"__FORM_TOKEN__", form_token(self.form_secret, guid).encode())
         page = Page(200, body, last_modified=http_date(article.date_modified))
-        return await self.store.write_page(article.url_path, guid, int(meta["stamp"]), page)
+        stamp = int(meta["stamp"])
+        written = await self.store.write_page(article.url_path, guid, stamp, page)
+        if redirects:
+            await self._redirects(guid, stamp, article.url_path, article.previous_paths)
+        return written
 
     def bucket_of(self, rank: int) -> int:
         return rank // self.page_size + 1

@@ -8,6 +8,7 @@ reports which pages would change (before a template change, say), and throws it 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import time
 import uuid
 from collections.abc import Callable
@@ -52,6 +53,8 @@ class RebuildReport:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     switched: bool = False
+    diffs: dict[str, str] = field(default_factory=dict)
+    """A unified diff (old → new) of the first changed pages: why they would change, not only that they do."""
 
 
 def site_config(settings: PublisherSettings) -> SiteConfig:
@@ -86,6 +89,22 @@ async def page_fingerprints(client: aioredis.Redis, namespace: str) -> dict[str,
                 path = key.decode()[len(prefix) : -1]
                 bodies[path] = (status or b"") + b" " + (location or b"") + b" " + (etag or b"")
     return bodies
+
+
+def as_text(raw: bytes | str | None) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw or ""
+
+
+async def page_diffs(client: aioredis.Redis, old: str, new: str, paths: list[str]) -> dict[str, str]:
+    diffs: dict[str, str] = {}
+    for path in paths:
+        before, after = [await client.hget(f"{ns}:page:{{{path}}}", "body") for ns in (old, new)]
+        lines = difflib.unified_diff(
+            as_text(before).splitlines(), as_text(after).splitlines(),
+            f"{old}{path}", f"{new}{path}", n=1, lineterm="",
+        )
+        diffs[path] = "\n".join(lines)
+    return diffs
 
 
 async def drop_namespace(client: aioredis.Redis, namespace: str) -> int:
@@ -170,6 +189,7 @@ async def rebuild_site(
     settle_seconds: float = 1.0,
     keep_old_seconds: float = 5.0,
     make_projector: Callable[[PublisherStore], Projector] | None = None,
+    diff_pages: int = 3,
 ) -> RebuildReport:
     keys = SiteKeys(settings.redis_namespace)
     token = uuid.uuid4().hex
@@ -193,6 +213,7 @@ async def rebuild_site(
         report.changed = sorted(p for p in new_pages.keys() & old_pages.keys() if new_pages[p] != old_pages[p])
         report.added = sorted(new_pages.keys() - old_pages.keys())
         report.removed = sorted(old_pages.keys() - new_pages.keys())
+        report.diffs = await page_diffs(client, old, new, report.changed[:diff_pages])
         if dry_run:
             await client.delete(keys.rebuilding)
             await drop_namespace(client, new)
@@ -248,6 +269,8 @@ def rebuild_command(
     )
     for path in report.changed[:show]:
         typer.echo(f"changed\t{path}")
+    for diff in report.diffs.values():
+        typer.echo(diff)
     for path in report.added[:show]:
         typer.echo(f"new\t{path}")
     for path in report.removed[:show]:

@@ -114,6 +114,8 @@ class RelatedWorker:
         self.article_versions: dict[str, int] = {}
         self.article_fences: dict[str, tuple[int, int]] = {}
         self.caught_up = False
+        self.done: dict[int, int] = {}
+        """Per partition of the articles topic: the offset up to which links are computed *and* emitted."""
         self.invalid: list[tuple[ConsumerRecord[Any, Any], str]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: list[AIOKafkaConsumer] = []
@@ -183,13 +185,16 @@ class RelatedWorker:
                     self.emitted[event.guid] = link_signature(event.links)
 
     async def _keep_membership(self) -> None:
-        """Stay in the group (ownership) and report lag; the group's offsets follow the archive reader."""
+        """Stay in the group (ownership) and report lag. The group's offsets say how far the links are emitted,
+        not how far the archive is read: a lag of 0 means every Check Also change is on the related topic."""
         while True:
             await self.members.getmany(timeout_ms=1000, max_records=1)
             if not self.caught_up:
                 continue
             for tp in self.members.assignment():
-                position = await self.archive.position(TopicPartition(self.articles_topic, tp.partition))
+                position = self.done.get(tp.partition)
+                if position is None:
+                    continue
                 with contextlib.suppress(Exception):
                     await self.members.commit({tp: position})
                 highwater = self.archive.highwater(TopicPartition(self.articles_topic, tp.partition))
@@ -243,6 +248,8 @@ class RelatedWorker:
             if not self.caught_up:
                 continue
             await self._emit_changes(changed)
+            for tp in self.archive.assignment():
+                self.done[tp.partition] = int(await self.archive.position(tp))
 
     async def _reached_all(self, end_offsets: Mapping[TopicPartition, int]) -> bool:
         for tp, offset in end_offsets.items():

@@ -184,7 +184,14 @@ async def test_http_caching_compression_and_security_headers(
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"]
     assert page.headers["last-modified"].endswith("GMT")
-    not_modified = await get(stack, path, headers={"if-none-match": page.headers["etag"]})
+    # The page may legitimately change meanwhile (its Check Also arrives after it): then a 200 with a new ETag.
+    etag = page.headers["etag"]
+    for _ in range(5):
+        not_modified = await get(stack, path, headers={"if-none-match": etag})
+        if not_modified.status_code == 304:
+            break
+        assert not_modified.status_code == 200 and not_modified.headers["etag"] != etag
+        etag = not_modified.headers["etag"]
     assert not_modified.status_code == 304 and not_modified.content == b""
     async with httpx.AsyncClient(base_url=stack.url("publisher")) as client:
         head = await client.head(path)
@@ -215,7 +222,7 @@ async def test_flush_and_rebuild_gives_byte_identical_pages(stack: ServiceStack,
 
         dry = await rebuild_site(settings, client, dry_run=True, settle_seconds=0.5)
         assert not dry.switched
-        assert [p for p in dry.changed if p != "/news-sitemap.xml"] == [], dry.changed[:10]
+        assert [p for p in dry.changed if p != "/news-sitemap.xml"] == [], "\n".join(dry.diffs.values())
         assert not dry.removed, dry.removed[:10]
 
         async def identical_in(namespace: str) -> tuple[list[str], list[str]]:
@@ -226,7 +233,7 @@ async def test_flush_and_rebuild_gives_byte_identical_pages(stack: ServiceStack,
 
         report = await rebuild_site(settings, client, settle_seconds=0.5, keep_old_seconds=0.5)
         assert report.switched
-        assert not [p for p in report.changed if p != "/news-sitemap.xml"], report.changed[:10]
+        assert not [p for p in report.changed if p != "/news-sitemap.xml"], "\n".join(report.diffs.values())
 
         # The reference for what follows: the site as served now that every consumer is idle again.
         await stack.wait_idle()
