@@ -8,6 +8,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 RUN_DIR="${BROADSHEET_RUN_DIR:-$repo/.run}"
 PORT="${REDIS_PORT:-6379}"
+MAXMEMORY="${REDIS_MAXMEMORY:-8gb}"
 STATE="$RUN_DIR/redis-$PORT"
 PIDFILE="$STATE/redis.pid"
 
@@ -36,7 +37,7 @@ start() {
     echo "redis.sh: a Redis not started by this project answers on 127.0.0.1:$PORT; using it" >&2
     return 0
   fi
-  sed -e "s:@PORT@:$PORT:" -e "s:@DIR@:$STATE:g" "$here/redis.conf.in" > "$STATE/redis.conf"
+  sed -e "s:@PORT@:$PORT:" -e "s:@MAXMEMORY@:$MAXMEMORY:" -e "s:@DIR@:$STATE:g" "$here/redis.conf.in" > "$STATE/redis.conf"
   nohup redis-server "$STATE/redis.conf" >/dev/null 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 100); do

@@ -48,7 +48,7 @@ def create_app(settings: PublisherSettings | None = None) -> tuple[ServiceApp, R
 
     async def rebuild_from_log() -> None:
         try:
-            await rebuild_site(settings, runtime.redis, make_projector=make_projector, keep_old_seconds=1.0)
+            await rebuild_site(settings, runtime.redis, keep_old_seconds=1.0)
         except Exception:
             log.exception("automatic rebuild failed")
 

@@ -22,6 +22,7 @@ class PublisherSettings(ServiceSettings):
     )
     cache_max_pages: int = Field(default=50_000, description="pages kept in process memory, invalidated by Redis")
     max_form_bytes: int = 64 * 1024
+    rebuild_workers: int = Field(default=0, ge=0, le=64, description="processes a rebuild uses; 0 = one per CPU")
 
     @model_validator(mode="after")
     def _no_default_secrets(self) -> PublisherSettings:

@@ -93,6 +93,8 @@ class Dirty:
     articles: set[str] = field(default_factory=set)
     lists: dict[str, list[ListChange]] = field(default_factory=dict)
     sitemap_from_rank: int | None = None
+    home_longest: int = 0
+    """The most stories the home list held in this batch: sitemap files past its new end must answer 404."""
     journeys: dict[str, dict[str, str]] = field(default_factory=dict)
     moved: set[str] = field(default_factory=set)
     """Articles whose redirects (`/a/{guid}`, old paths) follow their page: written only once the page is."""
@@ -109,6 +111,7 @@ class Dirty:
             ranks = [r for r in (change.old_rank, change.new_rank) if r >= 0]
             low = min(ranks) if ranks else 0
             self.sitemap_from_rank = low if self.sitemap_from_rank is None else min(self.sitemap_from_rank, low)
+            self.home_longest = max(self.home_longest, change.count_before, change.count_after)
 
     def __bool__(self) -> bool:
         return bool(self.articles or self.lists)
@@ -128,11 +131,12 @@ class Projector:
     # --- events ---------------------------------------------------------------------------------------------
 
     async def article_published(self, event: ArticlePublished, dirty: Dirty) -> str:
-        stamp, lists = await self.store.apply_article(
-            event.guid, event.version, "published", event.url_path, event.model_dump_json()
+        summary_json = Summary.of(event).to_json()
+        stamp, lists, previous = await self.store.apply_article(
+            event.guid, event.version, "published", event.url_path, event.model_dump_json(), summary_json
         )
-        # When the event was applied, the stored state is the event: no need to read it back.
-        await self.reconcile(event.guid, dirty, known=(event, lists) if lists is not None else None)
+        # When the event was applied, the stored state is the event (and its summary): no need to read it back.
+        await self.reconcile(event.guid, dirty, known=(event, lists, previous) if lists is not None else None)
         # Even when stale: a redelivery after a crash before the flush must still leave the redirects.
         dirty.moved.add(event.guid)
         return "stale" if stamp == 0 else "processed"
@@ -163,7 +167,7 @@ class Projector:
     async def _take_down(
         self, guid: str, version: int, status: str, url_path: str | None, page: Page, dirty: Dirty
     ) -> str:
-        stamp, _ = await self.store.apply_article(guid, version, status, url_path or "", "")
+        stamp, _, _ = await self.store.apply_article(guid, version, status, url_path or "", "")
         await self.reconcile(guid, dirty)
         if stamp == 0:
             return "stale"
@@ -171,22 +175,24 @@ class Projector:
         paths = {p for p in (meta.get("url_path"), url_path) if p}
         if article_json:
             paths.update(ArticlePublished.model_validate_json(article_json).previous_paths)
-        for path in sorted(paths):
-            await self.store.write_page(path, guid, stamp, page)
-        await self.store.write_page(redirect_path(guid), guid, stamp, page)
+        await self.store.write_pages([(path, guid, stamp, page) for path in [*sorted(paths), redirect_path(guid)]])
         return "processed"
 
     async def reconcile(
-        self, guid: str, dirty: Dirty, *, known: tuple[ArticlePublished, list[str]] | None = None
+        self, guid: str, dirty: Dirty, *, known: tuple[ArticlePublished, list[str], bytes | None] | None = None
     ) -> None:
         """Bring the article's list memberships and summary in line with its state as stored now.
 
         Idempotent, and run even for a stale event: a consumer that crashed between the state write and this
         step finishes the job when the event is delivered again. `known` is the state just written (the
-        published article and the lists it was in), which saves reading it back."""
+        published article, the lists it was in, the summary its own was stored over), which saves reading it
+        back."""
+        summary_swapped = known is not None
+        previous: bytes | None = None
         if known is not None:
             article: ArticlePublished | None = known[0]
             current = set(known[1])
+            previous = known[2]
         else:
             meta, article_json, _, _ = await self.store.article_bundle(guid)
             current = set(json.loads(meta.get("lists") or "[]"))
@@ -194,23 +200,25 @@ class Projector:
             article = ArticlePublished.model_validate_json(article_json) if published and article_json else None
         if article is not None:
             summary_json = Summary.of(article).to_json()
-            previous = await self.store.swap_summary(guid, summary_json)
+            if not summary_swapped:
+                previous = await self.store.swap_summary(guid, summary_json)
             summary_changed = previous is None or previous.decode() != summary_json
             target = lists_of(article)
-            score = article.date_published.timestamp()
-            for name in sorted(current - set(target)):
-                dirty.list_changed(name, await self.store.list_remove(name, guid))
-            for name, title in sorted(target.items()):
-                change = await self.store.list_upsert(name, guid, score, force=summary_changed, title=title)
+            changes = await self.store.update_lists(
+                guid, upserts=sorted(target.items()), removals=sorted(current - set(target)),
+                score=article.date_published.timestamp(), force=summary_changed,
+                lists_after=list(target) if set(target) != current else None,
+            )
+            for name, change in changes:
                 dirty.list_changed(name, change)
-            if set(target) != current:
-                await self.store.set_lists(guid, list(target))
             dirty.articles.add(guid)
         else:
-            for name in sorted(current):
-                dirty.list_changed(name, await self.store.list_remove(name, guid))
-            if current:
-                await self.store.set_lists(guid, [])
+            changes = await self.store.update_lists(
+                guid, upserts=(), removals=sorted(current), score=0.0, force=False,
+                lists_after=[] if current else None,
+            )
+            for name, change in changes:
+                dirty.list_changed(name, change)
             await self.store.swap_summary(guid, None)
 
     # --- rendering ------------------------------------------------------------------------------------------
@@ -235,8 +243,18 @@ class Projector:
         for name, changes in sorted(dirty.lists.items()):
             await self.render_list(name, changes)
         if dirty.sitemap_from_rank is not None:
-            await self.render_sitemaps(dirty.sitemap_from_rank)
+            await self.render_sitemaps(dirty.sitemap_from_rank, dirty.home_longest)
             await self.render_news_sitemap()
+
+    async def flush_articles(self, dirty: Dirty) -> None:
+        """Only the article pages (and their redirects) of a batch: the lists are the caller's to render."""
+        await self.flush(Dirty(articles=dirty.articles, moved=dirty.moved, journeys=dirty.journeys))
+
+    async def render_whole_list(self, name: str, longest: int) -> None:
+        """Every page the list has had (those past its end answer 404), its front page and its feed, from the
+        list as stored now. A rebuild renders each list once, at the end, with this, instead of after every
+        batch: the same bytes the live site reached one batch at a time."""
+        await self.render_list(name, [ListChange(-1, 0, 0, longest)])
 
     async def render_article_page(self, guid: str, *, redirects: bool = False) -> bool:
         """Render from the state as stored now (read atomically), fenced by the stamp of that state.
@@ -253,9 +271,9 @@ class Projector:
         body = body.replace(b"__FORM_TOKEN__", form_token(self.form_secret, guid).encode())
         page = Page(200, body, last_modified=http_date(article.date_modified))
         stamp = int(meta["stamp"])
-        written = await self.store.write_page(article.url_path, guid, stamp, page)
-        if redirects:
-            await self._redirects(guid, stamp, article.url_path, article.previous_paths)
+        # The redirects after the page, in the same round trip: Redis runs a pipeline's scripts in order.
+        moved = self._redirects(guid, stamp, article.url_path, article.previous_paths) if redirects else []
+        written, *_ = await self.store.write_pages([(article.url_path, guid, stamp, page), *moved])
         return written
 
     def bucket_of(self, rank: int) -> int:
@@ -333,15 +351,16 @@ class Projector:
         page = Page(200, body, "application/rss+xml; charset=utf-8", http_date(newest) if newest else "")
         await self.store.write_page(feed_path(path), f"feed:{name}", head.stamp, page)
 
-    async def render_sitemaps(self, from_rank: int) -> None:
+    async def render_sitemaps(self, from_rank: int, longest: int = 0) -> None:
         """`/sitemap.xml` is an index of `/sitemaps/{n}.xml` files of at most 1,000 URLs, oldest first, so a
-        new story rewrites only the newest file and the index."""
+        new story rewrites only the newest file and the index. `longest` is the most stories the site had
+        meanwhile: a file past the new end answers 404 rather than keep the URLs it listed."""
         total = (await self.store.list_slice("home", 0, 0)).count
         chunks = (total + SITEMAP_CHUNK - 1) // SITEMAP_CHUNK
         first = from_rank // SITEMAP_CHUNK + 1
         lastmods: dict[int, str] = {}
         stamp = 0
-        for n in range(first, max(chunks, first) + 1):
+        for n in range(first, max(chunks, first, (longest + SITEMAP_CHUNK - 1) // SITEMAP_CHUNK) + 1):
             start = (n - 1) * SITEMAP_CHUNK
             chunk = await self.store.list_slice("home", start, start + SITEMAP_CHUNK - 1)
             stamp = chunk.stamp
@@ -379,9 +398,10 @@ class Projector:
         robots = Page(200, render_robots(self.site), "text/plain; charset=utf-8")
         await self.store.write_page("/robots.txt", "site", stamp, robots)
 
-    async def _redirects(self, guid: str, stamp: int, url_path: str, previous_paths: Sequence[str]) -> None:
+    @staticmethod
+    def _redirects(
+        guid: str, stamp: int, url_path: str, previous_paths: Sequence[str]
+    ) -> list[tuple[str, str, int, Page]]:
+        """`/a/{guid}` and every old path of the article: 301 to where it lives now."""
         moved = Page(301, b"", content_type="text/plain; charset=utf-8", location=url_path)
-        await self.store.write_page(redirect_path(guid), guid, stamp, moved)
-        for old in previous_paths:
-            if old != url_path:
-                await self.store.write_page(old, guid, stamp, moved)
+        return [(path, guid, stamp, moved) for path in [redirect_path(guid), *previous_paths] if path != url_path]

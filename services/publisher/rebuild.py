@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import multiprocessing
+import os
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +29,12 @@ from services.publisher.config import PublisherSettings
 from services.publisher.live import SiteKeys, read_namespaces
 from services.publisher.project import Dirty, Projector
 from services.publisher.site import SiteConfig
-from services.publisher.store import PublisherStore
+from services.publisher.store import PublisherStore, page_body
 from shared import topics
 from shared.cli import client_options
 from shared.kafka import Reject, topic_name, topic_partitions
 from shared.logging import get_logger
-from shared.redis import make_redis
+from shared.redis import hgetall, make_redis
 
 log = get_logger(__name__)
 app = typer.Typer(help="The public site: rebuild from the log, compare", no_args_is_help=True)
@@ -54,6 +57,8 @@ class RebuildReport:
     removed: list[str] = field(default_factory=list)
     switched: bool = False
     diffs: dict[str, str] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds spent replaying (and rendering), comparing the two sites, and switching over."""
     """A unified diff (old → new) of the first changed pages: why they would change, not only that they do."""
 
 
@@ -91,16 +96,12 @@ async def page_fingerprints(client: aioredis.Redis, namespace: str) -> dict[str,
     return bodies
 
 
-def as_text(raw: bytes | str | None) -> str:
-    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw or ""
-
-
 async def page_diffs(client: aioredis.Redis, old: str, new: str, paths: list[str]) -> dict[str, str]:
     diffs: dict[str, str] = {}
     for path in paths:
-        before, after = [await client.hget(f"{ns}:page:{{{path}}}", "body") for ns in (old, new)]
+        before, after = [page_body(await hgetall(client, f"{ns}:page:{{{path}}}")) for ns in (old, new)]
         lines = difflib.unified_diff(
-            as_text(before).splitlines(), as_text(after).splitlines(),
+            before.decode(errors="replace").splitlines(), after.decode(errors="replace").splitlines(),
             f"{old}{path}", f"{new}{path}", n=1, lineterm="",
         )
         diffs[path] = "\n".join(lines)
@@ -123,36 +124,65 @@ async def drop_namespace(client: aioredis.Redis, namespace: str) -> int:
     return removed
 
 
-async def replay_into(
-    settings: PublisherSettings, projector: Projector, on_progress: ProgressCallback | None = None
-) -> int:
-    """Apply the three input topics from their beginning up to their end as of now."""
+@dataclass
+class Replayed:
+    """What replaying some partitions did: records applied, records skipped, and per list the most items it
+    held (the pages it has had), so each list is rendered once, at the end."""
+
+    records: int = 0
+    skipped: int = 0
+    longest: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: Replayed) -> None:
+        self.records += other.records
+        self.skipped += other.skipped
+        for name, most in other.longest.items():
+            self.longest[name] = max(self.longest.get(name, 0), most)
+
+
+async def log_ends(settings: PublisherSettings) -> dict[TopicPartition, tuple[int, int]]:
+    """Every partition of the three input topics with what it holds now: (first offset, end offset)."""
     names = [topic_name(settings, t) for t in (topics.ARTICLES, topics.RELATED, topics.COMMENT_DECISIONS)]
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(name, p) for name in names for p in await topic_partitions(consumer, name)]
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        return {tp: (int(starts[tp]), int(ends[tp])) for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def replay_partitions(
+    settings: PublisherSettings,
+    projector: Projector,
+    ends: dict[TopicPartition, tuple[int, int]],
+    on_progress: Callable[[int], None] | None = None,
+) -> Replayed:
+    """Apply these partitions from their beginning up to the given ends, each partition in order (what one
+    guid has on a topic lives on one partition); partitions overlap. Article pages are rendered batch by
+    batch; the lists are left to `render_lists`."""
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024, **client_options(settings),
     )
     await consumer.start()
+    replayed = Replayed()
     try:
-        partitions = [TopicPartition(name, p) for name in names for p in await topic_partitions(consumer, name)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        ends = await consumer.end_offsets(partitions)
-        total = sum(ends[tp] - starts[tp] for tp in partitions)
-        remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
-        done = skipped = 0
-        if on_progress:
-            on_progress(done, total)
+        remaining = {tp for tp, (start, end) in ends.items() if end > start}
+        if not remaining:
+            return replayed
+        consumer.assign(list(remaining))
+        await consumer.seek_to_beginning(*remaining)
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=1000)
             dirty = Dirty()
 
             async def apply_partition(tp: TopicPartition, records: list[Any], dirty: Dirty = dirty) -> tuple[int, int]:
-                """Records of one partition in order (one guid lives on one partition); partitions overlap."""
                 applied = rejected = 0
                 for record in records:
-                    if record.offset >= ends[tp]:
+                    if record.offset >= ends[tp][1]:
                         continue
                     try:
                         await apply_record(record, projector, dirty, live=False)
@@ -162,22 +192,126 @@ async def replay_into(
                 return applied, rejected
 
             for applied, rejected in await asyncio.gather(*(apply_partition(tp, rs) for tp, rs in batches.items())):
-                done += applied
-                skipped += rejected
-            for tp, records in batches.items():
-                if records and records[-1].offset >= ends[tp] - 1:
-                    remaining.discard(tp)
-            await projector.flush(dirty)
+                replayed.records += applied
+                replayed.skipped += rejected
+            for name, changes in dirty.lists.items():
+                most = max(max(c.count_before, c.count_after) for c in changes)
+                replayed.longest[name] = max(replayed.longest.get(name, 0), most)
+            await projector.flush_articles(dirty)
             for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
+                if await consumer.position(tp) >= ends[tp][1]:
                     remaining.discard(tp)
             if on_progress:
-                on_progress(done, total)
-        if skipped:
-            log.warning("records that do not match their contract were skipped", count=skipped)
-        return done
+                on_progress(replayed.records)
+        return replayed
     finally:
         await consumer.stop()
+
+
+async def render_lists(projector: Projector, longest: dict[str, int]) -> None:
+    for name in sorted(longest):
+        await projector.render_whole_list(name, longest[name])
+
+
+# --- worker processes: rendering is CPU-bound Python, so a rebuild uses every core ---------------------------
+
+_progress: Any = None  # this worker's view of the shared progress counters (one slot per worker)
+
+
+def _start_worker(progress: Any) -> None:
+    global _progress
+    _progress = progress
+
+
+def _replay_in_worker(
+    settings: PublisherSettings, namespace: str, slot: int, ends: dict[TopicPartition, tuple[int, int]]
+) -> Replayed:
+    def report(done: int) -> None:
+        _progress[slot] = done
+
+    async def run() -> Replayed:
+        client = make_redis(settings)
+        try:
+            projector = projector_factory(settings)(PublisherStore(client, namespace))
+            return await replay_partitions(settings, projector, ends, report)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def _render_lists_in_worker(settings: PublisherSettings, namespace: str, longest: dict[str, int]) -> None:
+    async def run() -> None:
+        client = make_redis(settings)
+        try:
+            await render_lists(projector_factory(settings)(PublisherStore(client, namespace)), longest)
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+def rebuild_workers(settings: PublisherSettings) -> int:
+    return settings.rebuild_workers or max(1, min(os.cpu_count() or 1, 8))
+
+
+async def replay_into(
+    settings: PublisherSettings,
+    client: aioredis.Redis,
+    namespace: str,
+    on_progress: ProgressCallback | None = None,
+    workers: int = 1,
+) -> int:
+    """Apply the three input topics from their beginning up to their end as of now into `namespace`, then
+    render every list, the sitemaps and the news sitemap once. With several workers, the partitions are dealt
+    out to processes: the store is already safe for any interleaving of partitions (live replicas share it)."""
+    ends = await log_ends(settings)
+    total = sum(end - start for start, end in ends.values())
+    projector = projector_factory(settings)(PublisherStore(client, namespace))
+    if on_progress:
+        on_progress(0, total)
+    replayed = Replayed()
+    if workers <= 1:
+        replayed = await replay_partitions(
+            settings, projector, ends, (lambda done: on_progress(done, total)) if on_progress else None
+        )
+        await render_lists(projector, replayed.longest)
+    else:
+        context = multiprocessing.get_context("spawn")
+        progress = context.Array("q", workers, lock=False)
+        # Largest partitions first, each to the least loaded worker.
+        shares: list[dict[TopicPartition, tuple[int, int]]] = [{} for _ in range(workers)]
+        loads = [0] * workers
+        for tp, (start, end) in sorted(ends.items(), key=lambda item: item[1][0] - item[1][1]):
+            slot = loads.index(min(loads))
+            shares[slot][tp] = (start, end)
+            loads[slot] += end - start
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(progress,)) as pool:
+            jobs = [
+                loop.run_in_executor(pool, _replay_in_worker, settings, namespace, slot, share)
+                for slot, share in enumerate(shares)
+            ]
+            while not all(job.done() for job in jobs):
+                await asyncio.wait(jobs, timeout=0.5)
+                if on_progress:
+                    on_progress(sum(progress), total)
+            for job in jobs:
+                replayed.add(job.result())
+            names = sorted(replayed.longest, key=lambda name: -replayed.longest[name])
+            await asyncio.gather(*(
+                loop.run_in_executor(
+                    pool, _render_lists_in_worker, settings, namespace,
+                    {name: replayed.longest[name] for name in names[slot::workers]},
+                )
+                for slot in range(workers)
+            ))
+    if "home" in replayed.longest:
+        await projector.render_sitemaps(0, replayed.longest["home"])
+        await projector.render_news_sitemap()
+    if replayed.skipped:
+        log.warning("records that do not match their contract were skipped", count=replayed.skipped)
+    return replayed.records
 
 
 async def rebuild_site(
@@ -188,9 +322,10 @@ async def rebuild_site(
     on_progress: ProgressCallback | None = None,
     settle_seconds: float = 1.0,
     keep_old_seconds: float = 5.0,
-    make_projector: Callable[[PublisherStore], Projector] | None = None,
+    workers: int | None = None,
     diff_pages: int = 3,
 ) -> RebuildReport:
+    """`workers`: processes that replay the log (default: the `REBUILD_WORKERS` setting, else one per CPU)."""
     keys = SiteKeys(settings.redis_namespace)
     token = uuid.uuid4().hex
     if not await client.set(keys.lock, token, nx=True, ex=3600):
@@ -199,14 +334,16 @@ async def rebuild_site(
     old, _ = await read_namespaces(client, keys)
     new = f"{keys.base}~{int(time.time() * 1000)}"
     report = RebuildReport(old, new)
-    build = make_projector or projector_factory(settings)
-    projector = build(PublisherStore(client, new))
+    projector = projector_factory(settings)(PublisherStore(client, new))
     try:
         await client.set(keys.rebuilding, new)
         await asyncio.sleep(settle_seconds)  # live replicas notice and start writing both namespaces
-        report.records = await replay_into(settings, projector, on_progress)
+        report.records = await replay_into(
+            settings, client, new, on_progress, workers if workers is not None else rebuild_workers(settings)
+        )
         await projector.write_site_pages()
         await client.set(SiteKeys.built(new), "1")
+        report.phases["replay"] = time.perf_counter() - started
         old_pages = await page_fingerprints(client, old)
         new_pages = await page_fingerprints(client, new)
         report.pages = len(new_pages)
@@ -214,6 +351,7 @@ async def rebuild_site(
         report.added = sorted(new_pages.keys() - old_pages.keys())
         report.removed = sorted(old_pages.keys() - new_pages.keys())
         report.diffs = await page_diffs(client, old, new, report.changed[:diff_pages])
+        report.phases["compare"] = time.perf_counter() - started - report.phases["replay"]
         if dry_run:
             await client.delete(keys.rebuilding)
             await drop_namespace(client, new)

@@ -6,7 +6,7 @@ Two kinds of keys (all under the namespace, e.g. `bs`):
   `bs:pub:{guid}:article` (the ArticlePublished JSON), `bs:pub:{guid}:related` (links JSON),
   `bs:pub:{guid}:comments` (hash: comment id → CommentDecided JSON, fenced by the decision's revision),
   `bs:pub:{guid}:summary` (what lists, feeds and Check Also show of it).
-- per public URL: `bs:page:{path}` (hash: body, gz, etag, lm, ct, status, loc, owner, stamp), one key per
+- per public URL: `bs:page:{path}` (hash: body or gz, etag, lm, ct, status, loc, owner, stamp), one key per
   page so readers fetch a page with one HGETALL and never see a half-written one (the hash is replaced in a
   single script).
 
@@ -26,23 +26,28 @@ from email.utils import format_datetime
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from shared.redis import hgetall, tagged
 
 APPLY_ARTICLE = """
--- KEYS: meta, article   ARGV: version, status, url_path, article_json
+-- KEYS: meta, article, summary   ARGV: version, status, url_path, article_json, summary_json
+-- Returns the new stamp, the lists the article was in, and the summary it replaced ('' when none).
 -- Same version: only a step forward in the lifecycle counts (an embargoed story released at its version).
 local rank = {withdrawn = 0, published = 1, killed = 2}
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'killed' then return {0, ''} end
+if status == 'killed' then return {0, '', ''} end
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 local version = tonumber(ARGV[1])
-if version < current then return {0, ''} end
-if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return {0, ''} end
+if version < current then return {0, '', ''} end
+if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return {0, '', ''} end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'status', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'url_path', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4]) end
-return {redis.call('HINCRBY', KEYS[1], 'stamp', 1), redis.call('HGET', KEYS[1], 'lists') or ''}
+local previous = ''
+if ARGV[5] ~= '' then previous = redis.call('SET', KEYS[3], ARGV[5], 'GET') or '' end
+return {redis.call('HINCRBY', KEYS[1], 'stamp', 1), redis.call('HGET', KEYS[1], 'lists') or '', previous}
 """
 
 APPLY_RELATED = """
@@ -111,6 +116,11 @@ redis.call('INCR', KEYS[2])
 return {rank, -1, count_before, redis.call('ZCARD', KEYS[1])}
 """
 
+SET_FIELD = """
+-- KEYS: hash   ARGV: field, value  (a plain HSET, as a script so it can share a pipeline of scripts)
+return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+"""
+
 
 @dataclass(frozen=True)
 class ListChange:
@@ -134,13 +144,19 @@ class ListSlice:
     title: str
 
 
+def page_body(fields: dict[bytes, bytes]) -> bytes:
+    """The page's body as readers get it without compression, from the fields stored in Redis."""
+    gz = fields.get(b"gz", b"")
+    return gzip.decompress(gz) if gz else fields.get(b"body", b"")
+
+
 def http_date(moment: datetime) -> str:
     return format_datetime(moment.astimezone(tz=None) if moment.tzinfo is None else moment, usegmt=True)
 
 
 @dataclass(frozen=True)
 class Page:
-    """A finished HTTP answer as stored in Redis. Bodies are precompressed once, at write time."""
+    """A finished HTTP answer as stored in Redis. Bodies are compressed once, at write time."""
 
     status: int
     body: bytes = b""
@@ -153,10 +169,14 @@ class Page:
         return '"' + hashlib.blake2b(self.body, digest_size=12).hexdigest() + '"'
 
     def fields(self) -> dict[str, bytes | str]:
+        """A body worth compressing is stored gzipped only (`gz`): most readers take it as it is, and a replica
+        inflates it once when the page enters its cache. That keeps Redis (and every rebuild's traffic) at a
+        third of the size. Small bodies are stored as they are (`body`)."""
+        compress = len(self.body) > 512
         return {
             "status": str(self.status),
-            "body": self.body,
-            "gz": gzip.compress(self.body, compresslevel=6, mtime=0) if len(self.body) > 512 else b"",
+            "body": b"" if compress else self.body,
+            "gz": gzip.compress(self.body, compresslevel=6, mtime=0) if compress else b"",
             "etag": self.etag,
             "lm": self.last_modified,
             "ct": self.content_type,
@@ -175,6 +195,7 @@ class PublisherStore:
         self._delete_page = client.register_script(DELETE_PAGE)
         self._list_upsert = client.register_script(LIST_UPSERT)
         self._list_remove = client.register_script(LIST_REMOVE)
+        self._set_field = client.register_script(SET_FIELD)
 
     # keys
     def article_key(self, guid: str, part: str) -> str:
@@ -193,15 +214,18 @@ class PublisherStore:
 
     # article state
     async def apply_article(
-        self, guid: str, version: int, status: str, url_path: str, article_json: str
-    ) -> tuple[int, list[str] | None]:
-        """Returns the new stamp and the lists the article was in (None when unknown: the event changed
-        nothing, stamp 0, because it is not newer than what is stored or the story is dead)."""
-        keys = [self.article_key(guid, "meta"), self.article_key(guid, "article")]
-        stamp, lists = await self._apply_article(keys=keys, args=[version, status, url_path, article_json])
+        self, guid: str, version: int, status: str, url_path: str, article_json: str, summary_json: str = ""
+    ) -> tuple[int, list[str] | None, bytes | None]:
+        """Returns the new stamp, the lists the article was in and, when `summary_json` was stored with it,
+        the summary it replaced. Stamp 0 (lists None) when the event changed nothing: it is not newer than
+        what is stored, or the story is dead."""
+        keys = [self.article_key(guid, "meta"), self.article_key(guid, "article"), self.article_key(guid, "summary")]
+        stamp, lists, previous = await self._apply_article(
+            keys=keys, args=[version, status, url_path, article_json, summary_json]
+        )
         if not int(stamp):
-            return 0, None
-        return int(stamp), json.loads(lists) if lists else []
+            return 0, None, None
+        return int(stamp), json.loads(lists) if lists else [], previous or None
 
     async def apply_related(self, guid: str, offset: int, links_json: str) -> int:
         keys = [self.article_key(guid, "meta"), self.article_key(guid, "related")]
@@ -231,9 +255,6 @@ class PublisherStore:
         meta = {k.decode(): v.decode() for k, v in meta_raw.items()}
         return meta, article, related, list(comments)
 
-    async def set_lists(self, guid: str, names: Sequence[str]) -> None:
-        await self.redis.hset(self.article_key(guid, "meta"), "lists", json.dumps(sorted(names)))
-
     async def swap_summary(self, guid: str, summary_json: str | None) -> bytes | None:
         """Store the summary (or delete it); returns the previous one so callers know what changed."""
         key = self.article_key(guid, "summary")
@@ -249,17 +270,44 @@ class PublisherStore:
                 pipe.get(self.article_key(guid, "summary"))
             return cast(list[bytes | None], await pipe.execute())
 
+    async def run_scripts(self, calls: Sequence[tuple[AsyncScript, Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Several scripts in one round trip (a pipeline, not a transaction: each script is atomic on its own
+        keys, which may live on different cluster slots). A script the server lost (restart, SCRIPT FLUSH)
+        did not run: it is loaded and that call alone is sent again."""
+        if not calls:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError):
+                script, keys, args = calls[index]
+                results[index] = await script(keys=list(keys), args=list(args))
+            elif isinstance(result, Exception):
+                raise result
+        return results
+
+    async def update_lists(
+        self, guid: str, *, upserts: Sequence[tuple[str, str]], removals: Sequence[str], score: float,
+        force: bool, lists_after: Sequence[str] | None,
+    ) -> list[tuple[str, ListChange]]:
+        """One article's list memberships in one round trip: `removals` left, `upserts` (name, title) entered
+        or moved (re-shown when `force`), and the article's own record of its lists set to `lists_after`."""
+        calls: list[tuple[AsyncScript, Sequence[str], Sequence[Any]]] = []
+        for name in removals:
+            calls.append((self._list_remove, [self.list_key(name, "z"), self.list_key(name, "stamp")], [guid]))
+        for name, title in upserts:
+            keys = [self.list_key(name, "z"), self.list_key(name, "stamp"), self.list_key(name, "title")]
+            calls.append((self._list_upsert, keys, [guid, repr(score), "1" if force else "0", title]))
+        if lists_after is not None:
+            record = ["lists", json.dumps(sorted(lists_after))]
+            calls.append((self._set_field, [self.article_key(guid, "meta")], record))
+        results = await self.run_scripts(calls)
+        names = [*removals, *(name for name, _ in upserts)]
+        return [(name, ListChange(*(int(x) for x in raw))) for name, raw in zip(names, results, strict=False)]
+
     # lists (home, section:x, author:y, tag:z): sorted sets by publication time, oldest first
-    async def list_upsert(self, name: str, guid: str, score: float, *, force: bool, title: str) -> ListChange:
-        keys = [self.list_key(name, "z"), self.list_key(name, "stamp"), self.list_key(name, "title")]
-        raw = await self._list_upsert(keys=keys, args=[guid, repr(score), "1" if force else "0", title])
-        return ListChange(*(int(x) for x in raw))
-
-    async def list_remove(self, name: str, guid: str) -> ListChange:
-        keys = [self.list_key(name, "z"), self.list_key(name, "stamp")]
-        raw = await self._list_remove(keys=keys, args=[guid])
-        return ListChange(*(int(x) for x in raw))
-
     async def list_slice(self, name: str, start: int, stop: int) -> ListSlice:
         """Items by rank from the oldest, `start`..`stop` inclusive, with the stamp they were read at."""
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -289,10 +337,17 @@ class PublisherStore:
 
     # pages
     async def write_page(self, path: str, owner: str, stamp: int, page: Page) -> bool:
-        args: list[Any] = [owner, stamp]
-        for name, value in page.fields().items():
-            args.extend([name, value])
-        return bool(await self._write_page(keys=[self.page_key(path)], args=args))
+        return (await self.write_pages([(path, owner, stamp, page)]))[0]
+
+    async def write_pages(self, pages: Sequence[tuple[str, str, int, Page]]) -> list[bool]:
+        """Each page (path, owner, stamp, page) fenced on its own; all of them in one round trip."""
+        calls: list[tuple[AsyncScript, Sequence[str], Sequence[Any]]] = []
+        for path, owner, stamp, page in pages:
+            args: list[Any] = [owner, stamp]
+            for name, value in page.fields().items():
+                args.extend([name, value])
+            calls.append((self._write_page, [self.page_key(path)], args))
+        return [bool(result) for result in await self.run_scripts(calls)]
 
     async def delete_page(self, path: str, owner: str, stamp: int) -> bool:
         return bool(await self._delete_page(keys=[self.page_key(path)], args=[owner, stamp]))

@@ -16,6 +16,7 @@ from http import HTTPStatus
 from services.publisher.pagecache import PageCache
 from services.publisher.render import asset_bytes, render_error
 from services.publisher.site import SiteConfig
+from services.publisher.store import page_body
 from shared.http import Receive, Scope, Send
 from shared.metrics import HTTP_REQUESTS
 
@@ -105,7 +106,7 @@ class PreparedPage:
     def from_fields(cls, fields: dict[bytes, bytes]) -> PreparedPage:
         return cls(
             int(fields[b"status"]),
-            fields.get(b"body", b""),
+            page_body(fields),
             gz=fields.get(b"gz", b""),
             content_type=fields.get(b"ct", b"text/html; charset=utf-8"),
             etag=fields.get(b"etag", b""),
