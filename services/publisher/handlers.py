@@ -1,7 +1,8 @@
 """The publisher's subscriber: article, related and comment events in, pages out.
 
 Every record is applied to each namespace the publisher currently writes (the live one and, while a rebuild
-runs, the one being built); the pages each batch dirtied are rendered once, after the batch.
+runs, the one being built); the article pages each batch dirtied are rendered once, after the batch, and the
+lists, feeds and sitemaps it changed are noted for the site's background renderer (`live.py`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def register(settings: PublisherSettings, site: LiveSite, runner: BatchRunner) -
 
             async def render() -> None:
                 for namespace, dirty in batch_dirties.items():
-                    await site.projector(namespace).flush(dirty)
+                    projector = site.projector(namespace)
+                    await projector.flush_articles(dirty)
+                    if await projector.note_pending(dirty):
+                        site.pending.set()
 
             outbox.then(render)
         outcome = "processed"

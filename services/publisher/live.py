@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
@@ -63,6 +64,9 @@ class LiveSite:
         self.on_switch: list[Callable[[str], Awaitable[None]]] = []
         self.rebuild_from_log: Callable[[], Coroutine[Any, Any, None]] | None = None
         self._rebuild_task: asyncio.Task[None] | None = None
+        self.pending = asyncio.Event()
+        """Set when a batch noted lists, feeds or sitemaps to render."""
+        self._render_task: asyncio.Task[None] | None = None
 
     def projector(self, namespace: str) -> Projector:
         if namespace not in self._projectors:
@@ -87,9 +91,10 @@ class LiveSite:
                 await self.redis.set(SiteKeys.built(self.active), "1")
         await self.projector(self.active).write_site_pages()
         self._task = asyncio.create_task(self._watch(), name="site-namespace-watch")
+        self._render_task = asyncio.create_task(self._render_pending(), name="site-pending-renders")
 
     async def stop(self) -> None:
-        for task in (self._task, self._rebuild_task):
+        for task in (self._task, self._render_task, self._rebuild_task):
             if task:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -122,3 +127,24 @@ class LiveSite:
                 raise
             except Exception as exc:
                 log.warning("namespace watch failed", error=repr(exc))
+
+    async def _render_pending(self, *, poll_seconds: float = 1.0, news_every_seconds: float = 60.0) -> None:
+        """Lists, feeds and sitemaps, rendered apart from the consumers: woken by a batch that noted some, and
+        every `poll_seconds` for what another replica noted and could not render (it stopped, say). The news
+        sitemap is also rendered on a clock, so stories leave it when they turn 48 hours old."""
+        news_due = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.pending.wait(), timeout=poll_seconds)
+            self.pending.clear()
+            try:
+                for projector in self.writers():
+                    await projector.render_pending()
+                if time.monotonic() >= news_due:
+                    await self.projector(self.active).render_news_sitemap()
+                    news_due = time.monotonic() + news_every_seconds
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("rendering lists failed; retrying", error=repr(exc))
+                await asyncio.sleep(poll_seconds)

@@ -60,6 +60,9 @@ NEWS_MAX_ITEMS = 1000
 ListKind = Literal["home", "section", "author", "tag"]
 
 
+SITEMAP_ENTRY = "~sitemap"  # among the pending renders, beside the list names (which never start with ~)
+
+
 def redirect_path(guid: str) -> str:
     return f"/a/{guid}"
 
@@ -139,7 +142,19 @@ class Projector:
         await self.reconcile(event.guid, dirty, known=(event, lists, previous) if lists is not None else None)
         # Even when stale: a redelivery after a crash before the flush must still leave the redirects.
         dirty.moved.add(event.guid)
+        if event.evolvedfrom and event.evolvedfrom != event.guid:
+            await self.supersede(event.evolvedfrom, event, dirty)
         return "stale" if stamp == 0 else "processed"
+
+    async def supersede(self, origin: str, rewrite: ArticlePublished, dirty: Dirty) -> None:
+        """A rewrite (`evolvedfrom`) takes over the story it rewrites, URL included: the origin leaves every
+        list, its page is no longer rendered (the rewrite's is at that URL), and `/a/{origin}` leads there.
+        Kept in the origin's state, so the outcome is the same in whatever order a replay meets the two."""
+        stamp = await self.store.mark_superseded(origin, rewrite.guid)
+        await self.reconcile(origin, dirty)
+        if stamp:
+            moved = Page(301, b"", content_type="text/plain; charset=utf-8", location=rewrite.url_path)
+            await self.store.write_page(redirect_path(origin), origin, stamp, moved)
 
     async def article_killed(self, event: ArticleKilled, dirty: Dirty) -> str:
         return await self._take_down(event.guid, event.version, "killed", event.url_path, self.gone_page, dirty)
@@ -173,7 +188,9 @@ class Projector:
             return "stale"
         meta, article_json, _, _ = await self.store.article_bundle(guid)
         paths = {p for p in (meta.get("url_path"), url_path) if p}
-        if article_json:
+        if meta.get("superseded_by"):
+            paths = set()  # its URL belongs to the rewrite: only `/a/{guid}` is this story's to take down
+        elif article_json:
             paths.update(ArticlePublished.model_validate_json(article_json).previous_paths)
         await self.store.write_pages([(path, guid, stamp, page) for path in [*sorted(paths), redirect_path(guid)]])
         return "processed"
@@ -196,7 +213,7 @@ class Projector:
         else:
             meta, article_json, _, _ = await self.store.article_bundle(guid)
             current = set(json.loads(meta.get("lists") or "[]"))
-            published = meta.get("status") == "published" and article_json
+            published = meta.get("status") == "published" and article_json and not meta.get("superseded_by")
             article = ArticlePublished.model_validate_json(article_json) if published and article_json else None
         if article is not None:
             summary_json = Summary.of(article).to_json()
@@ -246,6 +263,29 @@ class Projector:
             await self.render_sitemaps(dirty.sitemap_from_rank, dirty.home_longest)
             await self.render_news_sitemap()
 
+    async def note_pending(self, dirty: Dirty) -> bool:
+        """Note in Redis the lists, feeds and sitemaps a batch changed, for `render_pending` to render off the
+        consumer's path: the next batch's article pages do not wait for them, and a burst coalesces into one
+        render of each list. Noted before the batch is committed, so a crash loses none of them."""
+        entries = {name: [0, *sorted(self._dirty_buckets(changes))] for name, changes in dirty.lists.items()}
+        if dirty.sitemap_from_rank is not None:
+            entries[SITEMAP_ENTRY] = [dirty.sitemap_from_rank, dirty.home_longest]
+        await self.store.note_pending(entries)
+        return bool(entries)
+
+    async def render_pending(self) -> int:
+        """Render what is noted (front page, noted pages and feed of each list; sitemaps), then clear each
+        entry unless something was noted to it meanwhile. Any replica may do it; renders are fenced."""
+        pending = await self.store.pending()
+        for name, (pages, _) in sorted(pending.items()):
+            if name == SITEMAP_ENTRY:
+                await self.render_sitemaps(pages[0], pages[1])
+                await self.render_news_sitemap()
+            else:
+                await self.render_list_pages(name, {page for page in pages if page > 0})
+        await self.store.clear_pending({name: value for name, (_, value) in pending.items()})
+        return len(pending)
+
     async def flush_articles(self, dirty: Dirty) -> None:
         """Only the article pages (and their redirects) of a batch: the lists are the caller's to render."""
         await self.flush(Dirty(articles=dirty.articles, moved=dirty.moved, journeys=dirty.journeys))
@@ -265,6 +305,12 @@ class Projector:
         if meta.get("status") != "published" or article_json is None:
             return False
         article = ArticlePublished.model_validate_json(article_json)
+        if meta.get("superseded_by"):
+            # Its URL is the rewrite's page now; only its own redirect stays, leading there.
+            if redirects:
+                gone_to = Page(301, b"", content_type="text/plain; charset=utf-8", location=article.url_path)
+                await self.store.write_page(redirect_path(guid), guid, int(meta["stamp"]), gone_to)
+            return False
         links: Sequence[RelatedLink] = LINKS.validate_json(related_json) if related_json else []
         comments = [CommentDecided.model_validate_json(raw) for raw in comment_jsons]
         body = render_article(article, links, comments, self.site)
@@ -294,7 +340,10 @@ class Projector:
         return pages
 
     async def render_list(self, name: str, changes: Sequence[ListChange]) -> None:
-        pages = self._dirty_buckets(changes)
+        await self.render_list_pages(name, self._dirty_buckets(changes))
+
+    async def render_list_pages(self, name: str, pages: set[int]) -> None:
+        """The front page, these archive pages and (for home and sections) the feed of a list."""
         await self.render_list_front(name)
         for page in sorted(pages):
             await self.render_list_page(name, page)

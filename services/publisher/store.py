@@ -2,7 +2,7 @@
 
 Two kinds of keys (all under the namespace, e.g. `bs`):
 - per article, hash-tagged by guid so one script can touch them together:
-  `bs:pub:{guid}:meta` (hash: version, status, url_path, stamp, related_offset),
+  `bs:pub:{guid}:meta` (hash: version, status, url_path, stamp, related_offset, lists, superseded_by),
   `bs:pub:{guid}:article` (the ArticlePublished JSON), `bs:pub:{guid}:related` (links JSON),
   `bs:pub:{guid}:comments` (hash: comment id → CommentDecided JSON, fenced by the decision's revision),
   `bs:pub:{guid}:summary` (what lists, feeds and Check Also show of it).
@@ -33,21 +33,23 @@ from shared.redis import hgetall, tagged
 
 APPLY_ARTICLE = """
 -- KEYS: meta, article, summary   ARGV: version, status, url_path, article_json, summary_json
--- Returns the new stamp, the lists the article was in, and the summary it replaced ('' when none).
+-- Returns the new stamp, the lists the article was in, the summary it replaced ('' when none), and the guid of
+-- the rewrite that superseded the story ('' when none: then its summary is not stored).
 -- Same version: only a step forward in the lifecycle counts (an embargoed story released at its version).
 local rank = {withdrawn = 0, published = 1, killed = 2}
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'killed' then return {0, '', ''} end
+if status == 'killed' then return {0, '', '', ''} end
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 local version = tonumber(ARGV[1])
-if version < current then return {0, '', ''} end
-if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return {0, '', ''} end
+if version < current then return {0, '', '', ''} end
+if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return {0, '', '', ''} end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'status', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'url_path', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4]) end
+local superseded = redis.call('HGET', KEYS[1], 'superseded_by') or ''
 local previous = ''
-if ARGV[5] ~= '' then previous = redis.call('SET', KEYS[3], ARGV[5], 'GET') or '' end
-return {redis.call('HINCRBY', KEYS[1], 'stamp', 1), redis.call('HGET', KEYS[1], 'lists') or '', previous}
+if ARGV[5] ~= '' and superseded == '' then previous = redis.call('SET', KEYS[3], ARGV[5], 'GET') or '' end
+return {redis.call('HINCRBY', KEYS[1], 'stamp', 1), redis.call('HGET', KEYS[1], 'lists') or '', previous, superseded}
 """
 
 APPLY_RELATED = """
@@ -119,6 +121,49 @@ return {rank, -1, count_before, redis.call('ZCARD', KEYS[1])}
 SET_FIELD = """
 -- KEYS: hash   ARGV: field, value  (a plain HSET, as a script so it can share a pipeline of scripts)
 return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+MARK_SUPERSEDED = """
+-- KEYS: meta   ARGV: guid of the rewrite. Kept even before the story itself arrives (a replay's order).
+if redis.call('HGET', KEYS[1], 'superseded_by') == ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'superseded_by', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'stamp', 1)
+"""
+
+NOTE_PENDING = """
+-- KEYS: pending   ARGV: name, pages as JSON, ... : merges each list's pages to render into what is pending.
+-- A value is {"p": pages, "s": how many notes made it}; `s` lets a renderer clear only what it rendered.
+-- The `~sitemap` entry holds [lowest rank changed, most stories the site had]: merged as min and max.
+for i = 1, #ARGV, 2 do
+  local name, pages = ARGV[i], cjson.decode(ARGV[i + 1])
+  local old = redis.call('HGET', KEYS[1], name)
+  local seq = 1
+  if old then
+    local before = cjson.decode(old)
+    seq = before.s + 1
+    if name == '~sitemap' then
+      pages = {math.min(pages[1], before.p[1]), math.max(pages[2], before.p[2])}
+    else
+      local seen = {}
+      for _, p in ipairs(pages) do seen[p] = true end
+      for _, p in ipairs(before.p) do if not seen[p] then table.insert(pages, p); seen[p] = true end end
+    end
+  end
+  redis.call('HSET', KEYS[1], name, cjson.encode({p = pages, s = seq}))
+end
+return 1
+"""
+
+CLEAR_PENDING = """
+-- KEYS: pending   ARGV: name, value as read, ... : clears each entry nobody noted anything to since it was read
+local cleared = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    cleared = cleared + 1
+  end
+end
+return cleared
 """
 
 
@@ -196,6 +241,9 @@ class PublisherStore:
         self._list_upsert = client.register_script(LIST_UPSERT)
         self._list_remove = client.register_script(LIST_REMOVE)
         self._set_field = client.register_script(SET_FIELD)
+        self._note_pending = client.register_script(NOTE_PENDING)
+        self._mark_superseded = client.register_script(MARK_SUPERSEDED)
+        self._clear_pending = client.register_script(CLEAR_PENDING)
 
     # keys
     def article_key(self, guid: str, part: str) -> str:
@@ -220,12 +268,18 @@ class PublisherStore:
         the summary it replaced. Stamp 0 (lists None) when the event changed nothing: it is not newer than
         what is stored, or the story is dead."""
         keys = [self.article_key(guid, "meta"), self.article_key(guid, "article"), self.article_key(guid, "summary")]
-        stamp, lists, previous = await self._apply_article(
+        stamp, lists, previous, superseded = await self._apply_article(
             keys=keys, args=[version, status, url_path, article_json, summary_json]
         )
         if not int(stamp):
             return 0, None, None
+        if superseded:
+            return int(stamp), None, None  # not the story readers get: the caller reads the state back
         return int(stamp), json.loads(lists) if lists else [], previous or None
+
+    async def mark_superseded(self, guid: str, by: str) -> int:
+        """Note that the rewrite `by` took over the story `guid` (its URL included); returns the new stamp."""
+        return int(await self._mark_superseded(keys=[self.article_key(guid, "meta")], args=[by]))
 
     async def apply_related(self, guid: str, offset: int, links_json: str) -> int:
         keys = [self.article_key(guid, "meta"), self.article_key(guid, "related")]
@@ -306,6 +360,32 @@ class PublisherStore:
         results = await self.run_scripts(calls)
         names = [*removals, *(name for name, _ in upserts)]
         return [(name, ListChange(*(int(x) for x in raw))) for name, raw in zip(names, results, strict=False)]
+
+    # pages to render later: lists, feeds and sitemaps, noted durably so that no crash loses them
+    @property
+    def pending_key(self) -> str:
+        return f"{self.ns}:pub:{{render}}:pending"
+
+    async def note_pending(self, entries: dict[str, list[int]]) -> None:
+        if not entries:
+            return
+        args: list[str] = []
+        for name, pages in sorted(entries.items()):
+            args.extend([name, json.dumps(pages)])
+        await self._note_pending(keys=[self.pending_key], args=args)
+
+    async def pending(self) -> dict[str, tuple[list[int], bytes]]:
+        """What is pending: name → (pages, the value as read, to clear it with)."""
+        raw = await hgetall(self.redis, self.pending_key)
+        return {name.decode(): (list(json.loads(value)["p"]), value) for name, value in raw.items()}
+
+    async def clear_pending(self, rendered: dict[str, bytes]) -> int:
+        if not rendered:
+            return 0
+        args: list[Any] = []
+        for name, value in rendered.items():
+            args.extend([name, value])
+        return int(await self._clear_pending(keys=[self.pending_key], args=args))
 
     # lists (home, section:x, author:y, tag:z): sorted sets by publication time, oldest first
     async def list_slice(self, name: str, start: int, stop: int) -> ListSlice:

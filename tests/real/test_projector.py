@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 import redis.asyncio as aioredis
 
 from services.publisher.project import Dirty, Projector, redirect_path
-from services.publisher.rebuild import drop_namespace
+from services.publisher.rebuild import drop_namespace, page_fingerprints
 from services.publisher.site import SiteConfig
-from services.publisher.store import PublisherStore
+from services.publisher.store import PublisherStore, page_body
 from tests.unit.test_render import URL_PATH, make_article
 
 SITE = SiteConfig(name="Broadsheet", base_url="https://news.example", tagline="News", page_size=20)
@@ -60,3 +61,64 @@ async def test_a_redelivery_after_a_crash_before_the_flush_still_leaves_page_and
     await projector.flush(again)
     assert await status_of(projector, URL_PATH) == 200
     assert await status_of(projector, redirect_path(article.guid)) == 301
+
+
+async def test_lists_are_noted_then_rendered_off_the_consumers_path(projector: Projector) -> None:
+    article = make_article()
+    dirty = Dirty()
+    await projector.article_published(article, dirty)
+    await projector.flush_articles(dirty)
+    assert await projector.note_pending(dirty)
+    assert await status_of(projector, URL_PATH) == 200
+    assert await status_of(projector, "/") is None  # noted, not rendered yet
+
+    assert await projector.render_pending() > 0
+    home = await projector.store.read_page("/")
+    assert int(home[b"status"]) == 200 and article.headline.encode() in page_body(home)
+    assert await status_of(projector, "/sitemap.xml") == 200
+    assert await projector.store.pending() == {}
+
+
+async def test_a_note_made_while_rendering_is_not_cleared_by_that_render(projector: Projector) -> None:
+    first = make_article()
+    dirty = Dirty()
+    await projector.article_published(first, dirty)
+    await projector.note_pending(dirty)
+    read = await projector.store.pending()
+    # Another batch notes the home list again while a renderer works from what it read.
+    second = make_article(guid="urn:newsml:broadsheet:2024:second", url_path="/russia-ukraine-war/2024/03/21/second",
+                          date_published=datetime(2024, 3, 21, 9, 0, tzinfo=UTC))
+    later = Dirty()
+    await projector.article_published(second, later)
+    await projector.note_pending(later)
+    cleared = await projector.store.clear_pending({name: value for name, (_, value) in read.items()})
+    assert cleared < len(read) and "home" in await projector.store.pending()
+
+
+async def test_a_rewrite_owns_the_url_whichever_of_the_two_a_replay_meets_first(infra: dict[str, str]) -> None:
+    origin = make_article(guid="urn:newsml:broadsheet:2024:origin")
+    rewrite = make_article(guid="urn:newsml:broadsheet:2024:rewrite", evolvedfrom=origin.guid,
+                           story_root=origin.guid, headline="Update: the front line moves again")
+    client = aioredis.Redis.from_url(infra["redis"])
+    sites = []
+    try:
+        for order in ((origin, rewrite), (rewrite, origin)):
+            namespace = f"tproj{uuid.uuid4().hex[:8]}"
+            projector = Projector(PublisherStore(client, namespace), SITE, form_secret="test-secret")
+            for event in order:
+                dirty = Dirty()
+                await projector.article_published(event, dirty)
+                await projector.flush(dirty)
+            page = await projector.store.read_page(URL_PATH)
+            assert b"Update: the front line moves again" in page_body(page), [e.guid for e in order]
+            moved = await projector.store.read_page(redirect_path(origin.guid))
+            assert int(moved[b"status"]) == 301 and moved[b"loc"].decode() == URL_PATH
+            home = page_body(await projector.store.read_page("/"))
+            assert b"Update: the front line moves again" in home and origin.headline.encode() not in home
+            sites.append(namespace)
+            assert set((await page_fingerprints(client, sites[0])).items()) == set(
+                (await page_fingerprints(client, namespace)).items())
+    finally:
+        for namespace in sites:
+            await drop_namespace(client, namespace)
+        await client.aclose()

@@ -186,12 +186,15 @@ class ServiceStack:
                 proc.wait()
 
     async def wait_idle(self, timeout: float = 60) -> None:
-        """Until every consumer group of the stack has consumed everything (lag 0 twice in a row)."""
+        """Until every consumer group of the stack has consumed everything and the publisher has no list left
+        to render (four times in a row, half a second apart)."""
         from aiokafka import AIOKafkaConsumer
         from aiokafka.admin import AIOKafkaAdminClient
+        from redis import asyncio as aioredis
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka)
         probe = AIOKafkaConsumer(bootstrap_servers=self.kafka)
+        client = aioredis.Redis.from_url(self.redis)
         await admin.start()
         await probe.start()
         try:
@@ -204,6 +207,9 @@ class ServiceStack:
                     if offsets:
                         ends = await probe.end_offsets(list(offsets))
                         lag += sum(max(0, ends[tp] - meta.offset) for tp, meta in offsets.items())
+                # The publisher renders lists, feeds and sitemaps after the batch that changed them.
+                lag += len([key async for key in client.scan_iter(
+                    match=f"{self.namespace}*:pub:{{render}}:pending", count=1000)])
                 quiet = quiet + 1 if lag == 0 else 0
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"consumers still {lag} records behind after {timeout}s")
@@ -211,6 +217,7 @@ class ServiceStack:
         finally:
             await probe.stop()
             await admin.close()
+            await client.aclose()
 
     async def wait_for(self, predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
         deadline = time.monotonic() + timeout
