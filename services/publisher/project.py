@@ -248,9 +248,9 @@ class Projector:
             async with limit:
                 return guid, await self.render_article_page(guid, redirects=guid in dirty.moved)
 
-        for guid, written in await asyncio.gather(*(render(g) for g in sorted(dirty.articles))):
+        for guid, shown in await asyncio.gather(*(render(g) for g in sorted(dirty.articles))):
             journey = dirty.journeys.get(guid)
-            if written and journey:
+            if shown and journey:
                 received_at = float(journey.get("received-at") or 0)
                 freshness = max(0.0, time.time() - received_at) if received_at else None
                 if freshness is not None:
@@ -300,7 +300,8 @@ class Projector:
         """Render from the state as stored now (read atomically), fenced by the stamp of that state.
 
         With `redirects`, the article's permanent redirects are written after its page: a reader who follows
-        `/a/{guid}` or an old path never lands on a page that does not exist yet."""
+        `/a/{guid}` or an old path never lands on a page that does not exist yet. True when the article has a
+        page (this state's or a newer one), False when it is not shown."""
         meta, article_json, related_json, comment_jsons = await self.store.article_bundle(guid)
         if meta.get("status") != "published" or article_json is None:
             return False
@@ -319,8 +320,10 @@ class Projector:
         stamp = int(meta["stamp"])
         # The redirects after the page, in the same round trip: Redis runs a pipeline's scripts in order.
         moved = self._redirects(guid, stamp, article.url_path, article.previous_paths) if redirects else []
-        written, *_ = await self.store.write_pages([(article.url_path, guid, stamp, page), *moved])
-        return written
+        # Not written means another consumer (related, comments) already wrote this state or a newer one, which
+        # shows this change too: either way the page is there.
+        await self.store.write_pages([(article.url_path, guid, stamp, page), *moved])
+        return True
 
     def bucket_of(self, rank: int) -> int:
         return rank // self.page_size + 1
