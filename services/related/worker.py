@@ -9,6 +9,8 @@ How work and state are split:
 - the consumer group `broadsheet-related` on the articles topic decides who *emits*: a replica emits the links
   of a guid only when the guid's partition is assigned to it, and only when they differ from the last emitted.
   On a rebalance, the new owner reconciles its partitions (emits what differs), so nothing is lost or doubled.
+  A replica joins the group only once its index is built, so scaling up never parks partitions on a replica
+  that is still reading the archive.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class RelatedWorker:
         self.article_versions: dict[str, int] = {}
         self.article_fences: dict[str, tuple[int, int]] = {}
         self.caught_up = False
+        self.index_ready = asyncio.Event()
         self.done: dict[int, int] = {}
         """Per partition of the articles topic: the offset up to which links are computed *and* emitted."""
         self.invalid: list[tuple[ConsumerRecord[Any, Any], str]] = []
@@ -139,7 +142,8 @@ class RelatedWorker:
         self.archive.assign([TopicPartition(self.articles_topic, p) for p in range(self.partitions)])
         related_parts = await topic_partitions(self.published, self.related_topic)
         self.published.assign([TopicPartition(self.related_topic, p) for p in related_parts])
-        self.members.subscribe([self.articles_topic], listener=Ownership(self))
+        # The group is joined once the index is built (see `_keep_membership`): a replica that is still reading
+        # the archive would hold partitions it cannot serve, and their links would wait for it.
         self._tasks = [
             asyncio.create_task(self._follow_published(), name="related-published"),
             asyncio.create_task(self._follow_archive(), name="related-archive"),
@@ -187,10 +191,11 @@ class RelatedWorker:
     async def _keep_membership(self) -> None:
         """Stay in the group (ownership) and report lag. The group's offsets say how far the links are emitted,
         not how far the archive is read: a lag of 0 means every Check Also change is on the related topic."""
+        await self.index_ready.wait()
+        self.members.subscribe([self.articles_topic], listener=Ownership(self))
+        log.info("index ready: joining the group", articles=len(self.engine))
         while True:
             await self.members.getmany(timeout_ms=1000, max_records=1)
-            if not self.caught_up:
-                continue
             for tp in self.members.assignment():
                 position = self.done.get(tp.partition)
                 if position is None:
@@ -242,9 +247,10 @@ class RelatedWorker:
                     await asyncio.sleep(0)
             if not self.caught_up and await self._reached_all(end_offsets):
                 self.caught_up = True
+                self.index_ready.set()
                 log.info("index rebuilt from the log", articles=len(self.engine),
                          seconds=round(time.perf_counter() - started, 2))
-                self.to_reconcile |= self.owned
+                self.to_reconcile |= self.owned  # empty until the group is joined; then Ownership reconciles
             if not self.caught_up:
                 continue
             await self._emit_changes(changed)
