@@ -194,17 +194,29 @@ class RelatedWorker:
         await self.index_ready.wait()
         self.members.subscribe([self.articles_topic], listener=Ownership(self))
         log.info("index ready: joining the group", articles=len(self.engine))
+        committed: dict[TopicPartition, int] = {}
         while True:
             await self.members.getmany(timeout_ms=1000, max_records=1)
+            # One commit, and only of what moved: a commit that meets a rebalance makes the member rejoin (and
+            # fails the others' commits in turn), so replicas committing idle partitions every second would
+            # keep the group rebalancing for ever.
+            moved: dict[TopicPartition, int] = {}
             for tp in self.members.assignment():
                 position = self.done.get(tp.partition)
                 if position is None:
                     continue
-                with contextlib.suppress(Exception):
-                    await self.members.commit({tp: position})
+                if committed.get(tp) != position:
+                    moved[tp] = position
                 highwater = self.archive.highwater(TopicPartition(self.articles_topic, tp.partition))
                 if highwater is not None:
                     CONSUMER_LAG.labels(SERVICE, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            if moved:
+                try:
+                    await self.members.commit(moved)
+                    committed.update(moved)
+                except Exception as exc:  # a rebalance: the next round commits for what is then assigned
+                    log.info("group offsets not committed; retrying", error=type(exc).__name__)
+                    committed.clear()
 
     async def _load_archive(self, end_offsets: Mapping[TopicPartition, int]) -> None:
         """Start-up: read the log up to its end as it was at start, keep the last event of each story, and
