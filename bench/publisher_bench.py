@@ -66,12 +66,12 @@ async def freshness(rate: float, seconds: float) -> None:
         warm = f"{stack.prefix}warm-up"
         draft = to_ninjs(corpus[0], guid=warm) if corpus else make_draft(warm)
         await producer.send_and_wait(stack.topic("newsroom.drafts"), json.dumps(draft).encode(), key=warm.encode())
-        warm_deadline = time.monotonic() + 60
-        while not any(line.get("event") == "page rendered" and line.get("guid") == warm
-                      for line in stack.log_lines("publisher")):
-            if time.monotonic() > warm_deadline:
-                raise TimeoutError("the warm-up draft was not published within 60 s")
-            await asyncio.sleep(0.2)
+        async def warm_page_written() -> bool:
+            return any(line.get("event") == "page rendered" and line.get("guid") == warm
+                       for line in stack.log_lines("publisher"))
+
+        if not await stack.wait_for(warm_page_written, timeout=60, interval=0.2):
+            raise TimeoutError("the warm-up draft was not published within 60 s")
         started = time.monotonic()
         try:
             for i in range(count):

@@ -150,11 +150,9 @@ class Projector:
         """A rewrite (`evolvedfrom`) takes over the story it rewrites, URL included: the origin leaves every
         list, its page is no longer rendered (the rewrite's is at that URL), and `/a/{origin}` leads there.
         Kept in the origin's state, so the outcome is the same in whatever order a replay meets the two."""
-        stamp = await self.store.mark_superseded(origin, rewrite.guid)
+        await self.store.mark_superseded(origin, rewrite.guid)
         await self.reconcile(origin, dirty)
-        if stamp:
-            moved = Page(301, b"", content_type="text/plain; charset=utf-8", location=rewrite.url_path)
-            await self.store.write_page(redirect_path(origin), origin, stamp, moved)
+        dirty.moved.add(origin)  # its `/a/` redirect is rendered from its state, like every other redirect
 
     async def article_killed(self, event: ArticleKilled, dirty: Dirty) -> str:
         return await self._take_down(event.guid, event.version, "killed", event.url_path, self.gone_page, dirty)
@@ -248,7 +246,7 @@ class Projector:
             async with limit:
                 return guid, await self.render_article_page(guid, redirects=guid in dirty.moved)
 
-        for guid, shown in await asyncio.gather(*(render(g) for g in sorted(dirty.articles))):
+        for guid, shown in await asyncio.gather(*(render(g) for g in sorted(dirty.articles | dirty.moved))):
             journey = dirty.journeys.get(guid)
             if shown and journey:
                 received_at = float(journey.get("received-at") or 0)
@@ -294,7 +292,7 @@ class Projector:
         """Every page the list has had (those past its end answer 404), its front page and its feed, from the
         list as stored now. A rebuild renders each list once, at the end, with this, instead of after every
         batch: the same bytes the live site reached one batch at a time."""
-        await self.render_list(name, [ListChange(-1, 0, 0, longest)])
+        await self.render_list_pages(name, set(range(1, self.buckets(longest) + 1)))
 
     async def render_article_page(self, guid: str, *, redirects: bool = False) -> bool:
         """Render from the state as stored now (read atomically), fenced by the stamp of that state.
@@ -309,8 +307,7 @@ class Projector:
         if meta.get("superseded_by"):
             # Its URL is the rewrite's page now; only its own redirect stays, leading there.
             if redirects:
-                gone_to = Page(301, b"", content_type="text/plain; charset=utf-8", location=article.url_path)
-                await self.store.write_page(redirect_path(guid), guid, int(meta["stamp"]), gone_to)
+                await self.store.write_pages(self._redirects(guid, int(meta["stamp"]), article.url_path, []))
             return False
         links: Sequence[RelatedLink] = LINKS.validate_json(related_json) if related_json else []
         comments = [CommentDecided.model_validate_json(raw) for raw in comment_jsons]

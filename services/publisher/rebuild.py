@@ -57,9 +57,9 @@ class RebuildReport:
     removed: list[str] = field(default_factory=list)
     switched: bool = False
     diffs: dict[str, str] = field(default_factory=dict)
-    phases: dict[str, float] = field(default_factory=dict)
-    """Seconds spent replaying (and rendering), comparing the two sites, and switching over."""
     """A unified diff (old → new) of the first changed pages: why they would change, not only that they do."""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds spent replaying (and rendering), then comparing the two sites."""
 
 
 def site_config(settings: PublisherSettings) -> SiteConfig:
@@ -78,6 +78,10 @@ def projector_factory(settings: PublisherSettings) -> Callable[[PublisherStore],
         return Projector(store, site, form_secret=secret)
 
     return make
+
+
+def namespace_projector(settings: PublisherSettings, client: aioredis.Redis, namespace: str) -> Projector:
+    return projector_factory(settings)(PublisherStore(client, namespace))
 
 
 async def page_fingerprints(client: aioredis.Redis, namespace: str) -> dict[str, bytes]:
@@ -232,8 +236,7 @@ def _replay_in_worker(
     async def run() -> Replayed:
         client = make_redis(settings)
         try:
-            projector = projector_factory(settings)(PublisherStore(client, namespace))
-            return await replay_partitions(settings, projector, ends, report)
+            return await replay_partitions(settings, namespace_projector(settings, client, namespace), ends, report)
         finally:
             await client.aclose()
 
@@ -244,7 +247,7 @@ def _render_lists_in_worker(settings: PublisherSettings, namespace: str, longest
     async def run() -> None:
         client = make_redis(settings)
         try:
-            await render_lists(projector_factory(settings)(PublisherStore(client, namespace)), longest)
+            await render_lists(namespace_projector(settings, client, namespace), longest)
         finally:
             await client.aclose()
 
@@ -267,7 +270,7 @@ async def replay_into(
     out to processes: the store is already safe for any interleaving of partitions (live replicas share it)."""
     ends = await log_ends(settings)
     total = sum(end - start for start, end in ends.values())
-    projector = projector_factory(settings)(PublisherStore(client, namespace))
+    projector = namespace_projector(settings, client, namespace)
     if on_progress:
         on_progress(0, total)
     replayed = Replayed()
@@ -334,7 +337,7 @@ async def rebuild_site(
     old, _ = await read_namespaces(client, keys)
     new = f"{keys.base}~{int(time.time() * 1000)}"
     report = RebuildReport(old, new)
-    projector = projector_factory(settings)(PublisherStore(client, new))
+    projector = namespace_projector(settings, client, new)
     try:
         await client.set(keys.rebuilding, new)
         await asyncio.sleep(settle_seconds)  # live replicas notice and start writing both namespaces

@@ -278,7 +278,8 @@ class PublisherStore:
         return int(stamp), json.loads(lists) if lists else [], previous or None
 
     async def mark_superseded(self, guid: str, by: str) -> int:
-        """Note that the rewrite `by` took over the story `guid` (its URL included); returns the new stamp."""
+        """Note that the rewrite `by` took over the story `guid` (its URL included); returns the new stamp
+        (0 when it was already noted)."""
         return int(await self._mark_superseded(keys=[self.article_key(guid, "meta")], args=[by]))
 
     async def apply_related(self, guid: str, offset: int, links_json: str) -> int:
@@ -357,9 +358,9 @@ class PublisherStore:
         if lists_after is not None:
             record = ["lists", json.dumps(sorted(lists_after))]
             calls.append((self._set_field, [self.article_key(guid, "meta")], record))
-        results = await self.run_scripts(calls)
         names = [*removals, *(name for name, _ in upserts)]
-        return [(name, ListChange(*(int(x) for x in raw))) for name, raw in zip(names, results, strict=False)]
+        results = (await self.run_scripts(calls))[: len(names)]  # the lists' answers; the record's comes last
+        return [(name, ListChange(*(int(x) for x in raw))) for name, raw in zip(names, results, strict=True)]
 
     # pages to render later: lists, feeds and sitemaps, noted durably so that no crash loses them
     @property

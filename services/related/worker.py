@@ -115,8 +115,8 @@ class RelatedWorker:
         self.emitted: dict[str, tuple[tuple[str, str, str, str], ...]] = {}
         self.article_versions: dict[str, int] = {}
         self.article_fences: dict[str, tuple[int, int]] = {}
-        self.caught_up = False
         self.index_ready = asyncio.Event()
+        """Set once the index holds the log as it was at start: then the replica joins the group."""
         self.done: dict[int, int] = {}
         """Per partition of the articles topic: the offset up to which links are computed *and* emitted."""
         self.invalid: list[tuple[ConsumerRecord[Any, Any], str]] = []
@@ -169,7 +169,7 @@ class RelatedWorker:
                 await consumer.stop()
 
     async def ready(self) -> tuple[bool, str]:
-        return self.caught_up, f"{len(self.engine)} articles indexed, {len(self.owned)} partitions owned"
+        return self.index_ready.is_set(), f"{len(self.engine)} articles indexed, {len(self.owned)} partitions owned"
 
     # --- loops ----------------------------------------------------------------------------------------------
 
@@ -257,13 +257,11 @@ class RelatedWorker:
                     changed.update(self._apply(record))
                     # each upsert is milliseconds of CPU: let health checks and heartbeats through
                     await asyncio.sleep(0)
-            if not self.caught_up and await self._reached_all(end_offsets):
-                self.caught_up = True
-                self.index_ready.set()
+            if not self.index_ready.is_set() and await self._reached_all(end_offsets):
+                self.index_ready.set()  # partitions come with the group join; `Ownership` reconciles them
                 log.info("index rebuilt from the log", articles=len(self.engine),
                          seconds=round(time.perf_counter() - started, 2))
-                self.to_reconcile |= self.owned  # empty until the group is joined; then Ownership reconciles
-            if not self.caught_up:
+            if not self.index_ready.is_set():
                 continue
             await self._emit_changes(changed)
             for tp in self.archive.assignment():
