@@ -10,7 +10,9 @@ batch is committed only after every produce in it is acknowledged, so a crash re
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from typing import Any, TypeVar
 import redis.exceptions
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+from aiokafka.partitioner import murmur2
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -76,6 +79,20 @@ def security_for(settings: ServiceSettings) -> BaseSecurity | None:
     return SASLPlaintext(user, password, ssl_context=ssl_context, use_ssl=use_ssl)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _key_hash(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def key_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """Kafka's default partitioner (murmur2 of the key, as the Java client computes it), with the hash of
+    recent keys remembered: a service writes many records per guid (a comment wave on one article, the
+    links of one story), and aiokafka's murmur2 is pure Python."""
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[_key_hash(key) % len(all_partitions)]
+
+
 def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> KafkaBroker:
     """Producers wait for all in-sync replicas and are idempotent; nothing creates topics implicitly."""
     options: dict[str, Any] = {
@@ -86,6 +103,7 @@ def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> Ka
         "max_batch_size": 256 * 1024,
         "max_request_size": MAX_RECORD_BYTES,
         "compression_type": None,
+        "partitioner": key_partitioner,
         "allow_auto_create_topics": False,
         "request_timeout_ms": 30_000,
         "graceful_timeout": 20.0,

@@ -209,6 +209,8 @@ class CommentPipeline:
         self.decisions_topic = decisions_topic
         self.alerts_topic = alerts_topic
         self._prefetched: Prefetched | None = None
+        self._parsed: dict[tuple[int, int], CommentSubmitted | CommentReported | ModerationAction] = {}
+        """The batch's submissions-topic events as `prepare` parsed them, by (partition, offset)."""
         articles.on_change.append(self._article_changed)
         self._changed_articles: set[str] = set()
 
@@ -217,13 +219,16 @@ class CommentPipeline:
     async def prepare(self, records: Sequence[ConsumerRecord[Any, Any]], submissions_topic: str) -> None:
         """Read what the batch needs in one round trip. Best effort: a record missing here is read on its own."""
         events: list[CommentSubmitted | CommentReported | ModerationAction] = []
+        self._parsed = {}
         for record in records:
             if record.topic != submissions_topic:
                 continue
             try:
-                events.append(SUBMISSION_EVENT.validate_json(record.value or b""))
+                event = SUBMISSION_EVENT.validate_json(record.value or b"")
             except ValidationError:
                 continue
+            events.append(event)
+            self._parsed[(record.partition, record.offset)] = event
         self._prefetched = None
         if not events:
             return
@@ -355,10 +360,14 @@ class CommentPipeline:
     # --- records ------------------------------------------------------------------------------------------
 
     async def on_record(self, record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
-        try:
-            event = SUBMISSION_EVENT.validate_json(record.value or b"")
-        except ValidationError as exc:
-            raise Reject("invalid_event", "event does not match its contract", exc.errors(include_url=False)) from exc
+        event = self._parsed.pop((record.partition, record.offset), None)
+        if event is None:
+            try:
+                event = SUBMISSION_EVENT.validate_json(record.value or b"")
+            except ValidationError as exc:
+                raise Reject(
+                    "invalid_event", "event does not match its contract", exc.errors(include_url=False)
+                ) from exc
         batch = self.batch_of(outbox)
         if isinstance(event, CommentSubmitted):
             return await self.submitted(event, outbox, batch)

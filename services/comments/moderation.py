@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -150,14 +149,9 @@ def reply_allowed(parent_status: CommentStatus | None, parent_depth: int, max_de
 
 
 _SHINGLE_WORDS = 3
-_MINHASH_SEEDS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
 _MASK64 = (1 << 64) - 1
 _NUMBER_RE = re.compile(r"\d+")
-
-
-def _shingle_hash(shingle: str, seed: int) -> int:
-    digest = hashlib.blake2b(shingle.encode("utf-8"), digest_size=8, key=struct.pack("<Q", seed)).digest()
-    return int.from_bytes(digest, "little") & _MASK64
+NEAR_KEY_PREFIX = "nd2:"
 
 
 def near_identical_key(text: str) -> str:
@@ -167,15 +161,22 @@ def near_identical_key(text: str) -> str:
     key is a two-hash MinHash signature over three-word shingles. Two comments get the same key with a
     probability of about J² for word-shingle Jaccard similarity J: certain for identical templates, likely
     for light edits, negligible for unrelated comments. Comments shorter than a shingle are keyed whole.
+    The two hash functions are the two halves of one 128-bit BLAKE2b digest per shingle (independent
+    halves of a cryptographic hash), so each shingle is hashed once.
     """
     without_links = _LINK_RE.sub(" linkplaceholder ", text)
     words = [_NUMBER_RE.sub("0", word) for word in tokens(without_links, leetspeak=False)]
     if len(words) < _SHINGLE_WORDS:
         whole = " ".join(words)
-        return "nd1:" + hashlib.blake2b(whole.encode("utf-8"), digest_size=12).hexdigest()
+        return NEAR_KEY_PREFIX + hashlib.blake2b(whole.encode("utf-8"), digest_size=12).hexdigest()
     shingles = {" ".join(words[i : i + _SHINGLE_WORDS]) for i in range(len(words) - _SHINGLE_WORDS + 1)}
-    signature = [min(_shingle_hash(shingle, seed) for shingle in shingles) for seed in _MINHASH_SEEDS]
-    return "nd1:" + "".join(f"{value:016x}" for value in signature)
+    digests = [
+        int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=16).digest(), "little")
+        for shingle in shingles
+    ]
+    low = min(digest & _MASK64 for digest in digests)
+    high = min(digest >> 64 for digest in digests)
+    return f"{NEAR_KEY_PREFIX}{low:016x}{high:016x}"
 
 
 def _validate_form(submission: CommentSubmitted, policy: ModerationPolicy) -> tuple[str, ...]:

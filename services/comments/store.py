@@ -22,7 +22,6 @@ replica changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Sequence
@@ -132,7 +131,7 @@ class Hasher:
         self.key = key.encode()
 
     def _digest(self, kind: str, value: str) -> str:
-        return hmac.new(self.key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self.key, f"{kind}:{value}".encode(), "sha256").hex()[:32]
 
     def email(self, address: str) -> str:
         return self._digest("email", address.strip().casefold())

@@ -75,12 +75,14 @@ def _fold_table() -> dict[int, str | None]:
     return table
 
 
+@functools.lru_cache(maxsize=256)
 def fold(text: str) -> str:
     """Return the matching form of `text`: compatibility-normalized, case-folded, accents and invisible
     characters dropped, look-alike letters mapped to Latin.
 
     Spacing and punctuation are kept (tokenization decides what a word is), so the result is still
-    readable; it is never shown to readers, only compared.
+    readable; it is never shown to readers, only compared. Cached: one comment goes through several checks
+    (form, duplicate, word lists, spam model), and each would fold the same text again.
     """
     folded = unicodedata.normalize("NFKC", text).casefold()
     if folded.isascii():
@@ -114,16 +116,22 @@ def _read_leet(raw: str) -> list[str]:
 
 def tokens(text: str, *, leetspeak: bool = True) -> list[str]:
     """Split folded `text` into word tokens (runs of letters and digits); linear in the text length."""
+    return list(_token_tuple(text, leetspeak))
+
+
+@functools.lru_cache(maxsize=256)
+def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
+    """`tokens`, cached: the banned and the suspect list read the same comment, body and name."""
     folded = fold(text)
     if not leetspeak:
-        return _WORD_RE.findall(folded)
+        return tuple(_WORD_RE.findall(folded))
     words: list[str] = []
     for raw in _LEET_WORD_RE.findall(folded):
         if raw.isalpha():
             words.append(raw)
         else:
             words.extend(_read_leet(raw))
-    return words
+    return tuple(words)
 
 
 def canonical_text(text: str) -> str:
@@ -232,7 +240,7 @@ class PhraseMatcher:
         """All entries found in `text`, in order of where they end."""
         if not self._entries:
             return []
-        return self.find_in_tokens(tokens(text, leetspeak=self._leetspeak))
+        return self.find_in_tokens(_token_tuple(text, self._leetspeak))
 
     def matched_entries(self, text: str) -> tuple[str, ...]:
         """The distinct entries found in `text`, in order of first appearance."""

@@ -239,7 +239,7 @@ async def test_held_approved_trusted_and_a_threaded_reply(
     assert "first_time_commenter" in held["reasons"]
     assert held["body"] == "The night shift deserves fair pay.\n\nThanks for covering this."
     assert held["body_html"] == "<p>The night shift deserves fair pay.</p><p>Thanks for covering this.</p>"
-    assert held["near_key"].startswith("nd1:")
+    assert held["near_key"].startswith("nd2:")
     assert "No comments yet" in await page(stack, path)
 
     approved = await mod.post(f"/moderation/comments/{held['id']}/approve", {"moderator": "Maria", "reason": "fine"})

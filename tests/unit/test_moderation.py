@@ -347,7 +347,7 @@ def test_near_identical_key_separates_different_comments() -> None:
 
 def test_near_identical_key_for_short_comments() -> None:
     assert near_identical_key("Agreed!") == near_identical_key("agreed")
-    assert near_identical_key("Agreed!").startswith("nd1:")
+    assert near_identical_key("Agreed!").startswith("nd2:")
 
 
 # --- surge detection -------------------------------------------------------------------------------------
