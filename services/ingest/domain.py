@@ -135,7 +135,7 @@ def article_path(section_code: str, published: datetime, slug: str) -> str:
     if not _SLUG.fullmatch(slug):
         raise ValueError(f"not a slug: {slug!r}")
     day = _utc(published)
-    return f"/{slugify(section_code)}/{day:%Y}/{day:%m}/{day:%d}/{slug}"
+    return f"/{slugify(section_code)}/{day.year:04d}/{day.month:02d}/{day.day:02d}/{slug}"
 
 
 def section_of(draft: NinjsDraft) -> Term:

@@ -8,7 +8,9 @@ always yields byte-identical output and a flushed Redis can be rebuilt exactly.
 
 from __future__ import annotations
 
+import functools
 import html
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -98,7 +100,6 @@ _HIDDEN_CONTENT_TAGS: Final[frozenset[str]] = frozenset(_DROPPED_WITH_CONTENT - 
 _FIGURE_TAGS: Final[frozenset[str]] = frozenset({"figure", "figcaption", "table", "caption"})
 _TRAILING_PUNCTUATION: Final = ".,;:-–—([{\"'“‘/"
 _WORD_CHARACTER: Final = re.compile(r"\w")
-_TOKEN_WITHOUT_WORD_CHARACTER: Final = re.compile(r"(?<!\S)[^\w\s]+(?!\S)")
 # Unicode categories Cc (C0, DEL, C1) and Cs (surrogates) except tab/newline/return, plus the invisible controls.
 _CONTROLS: Final = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff" + "".join(sorted(_INVISIBLE_CONTROLS)) + "]"
@@ -138,17 +139,20 @@ def _mark_external_link(match: re.Match[str]) -> str:
     return f'<a{attributes} rel="{EXTERNAL_LINK_REL}">'
 
 
+_CLEANER: Final = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    clean_content_tags=_DROPPED_WITH_CONTENT,
+    attributes=_ALLOWED_ATTRIBUTES,
+    attribute_filter=_keep_attribute,
+    strip_comments=True,
+    link_rel=None,
+    url_schemes=_URL_SCHEMES,
+)
+"""Built once: `nh3.clean` would convert the allowlists into a new sanitizer on every call."""
+
+
 def _clean(markup: str) -> str:
-    return nh3.clean(
-        markup,
-        tags=set(ALLOWED_TAGS),
-        clean_content_tags=_DROPPED_WITH_CONTENT,
-        attributes=_ALLOWED_ATTRIBUTES,
-        attribute_filter=_keep_attribute,
-        strip_comments=True,
-        link_rel=None,
-        url_schemes=_URL_SCHEMES,
-    )
+    return _CLEANER.clean(markup)
 
 
 def sanitize_html(markup: str) -> str:
@@ -223,12 +227,13 @@ _NEWLINE: Final = re.compile("\n")
 _ANY_TAG: Final = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)(?:\s[^<>]*)?/?>")
 
 
-def _fast_text_blocks(markup: str, *, skip_figures: bool) -> list[str] | None:
+@functools.lru_cache(maxsize=16)
+def _fast_text_blocks(markup: str, *, skip_figures: bool) -> tuple[str, ...] | None:
     """The same blocks as `_TextExtractor`, for markup whose every "<" opens a plain tag (what nh3 emits).
 
     A regular expression over the tags instead of a full parser: bodies go through this several times per
-    draft. Returns None when the markup holds anything else (comments, raw-text elements, a stray "<"), and the
-    parser takes over.
+    draft (duplicate check, word count, excerpt), hence also the small cache. Returns None when the markup holds
+    anything else (comments, raw-text elements, a stray "<"), and the parser takes over.
     """
     tags = list(_ANY_TAG.finditer(markup))
     if len(tags) != markup.count("<"):
@@ -263,13 +268,15 @@ def _fast_text_blocks(markup: str, *, skip_figures: bool) -> list[str] | None:
     if tail and not (skip_figures and figure_depth):
         current.append(tail.replace("\n", " ").replace("\r", " "))
     end_block()
-    return blocks
+    return tuple(blocks)
 
 
 def _text_blocks(markup: str, *, skip_figures: bool = False) -> list[str]:
+    if skip_figures and not any(f"<{tag}" in markup for tag in _FIGURE_TAGS):
+        skip_figures = False  # nothing to skip: share the cached scan
     fast = _fast_text_blocks(markup, skip_figures=skip_figures)
     if fast is not None:
-        return fast
+        return list(fast)
     return _TextExtractor(skip_figures=skip_figures).text_blocks(markup)
 
 
@@ -309,7 +316,8 @@ def make_excerpt(text: str, max_words: int = 55) -> str:
 
 def word_count(text: str) -> int:
     """Words are whitespace-separated tokens holding at least one letter or digit (a lone dash is not a word)."""
-    return len(text.split()) - len(_TOKEN_WITHOUT_WORD_CHARACTER.findall(text))
+    search = _WORD_CHARACTER.search
+    return sum(1 for token in text.split() if token.isalnum() or search(token))
 
 
 def reading_minutes(words: int, wpm: int = 230) -> int:
@@ -483,6 +491,22 @@ def _cut(markup: str, removals: list[_Span]) -> str:
     return "".join(pieces)
 
 
+def _may_repeat(markup: str) -> bool:
+    """False when no block can repeat the one before it, found with the cheap tag scan: most bodies.
+
+    A removal needs two consecutive blocks with the same text (which the scan also sees as consecutive:
+    anything the block scanner counts as a separator is text the scan keeps), a repeated line (which needs
+    a `<br>`) or two image-only blocks (which need an `<img>`).
+    """
+    if "<br" in markup or "<img" in markup:
+        return True
+    blocks = _fast_text_blocks(markup, skip_figures=False)
+    if blocks is None:
+        return True
+    texts = [block.replace("\n", " ") for block in blocks]  # lines are collapsed already
+    return any(first == second for first, second in itertools.pairwise(texts))
+
+
 def collapse_duplicate_blocks(markup: str) -> str:
     """Remove a block (paragraph, heading, caption, quote) that repeats the block right before it, and a line
     that repeats the line before it inside one block.
@@ -493,6 +517,10 @@ def collapse_duplicate_blocks(markup: str) -> str:
     cut, never rebuilt, so what stays is byte-for-byte the input. Expects the output of `sanitize_html`; markup
     it cannot follow exactly is returned unchanged.
     """
+    return _collapse_scanned(markup) if _may_repeat(markup) else markup
+
+
+def _collapse_scanned(markup: str) -> str:
     try:
         sequence = _BlockScanner(markup).scan()
     except _NotSanitized:

@@ -361,3 +361,21 @@ def test_reading_minutes_round_up_and_never_below_one(words: int, minutes: int) 
 def test_reading_minutes_needs_a_positive_speed() -> None:
     with pytest.raises(ValueError, match="wpm"):
         reading_minutes(100, wpm=0)
+
+
+_PIECES = st.sampled_from([
+    "<p>A</p>", "<p>A </p>", "<p> A</p>", "<p>B</p>", "<p></p>", "<h2>A</h2>", "<blockquote>A</blockquote>",
+    "<p>A<br>A</p>", "<p><em>A</em></p>", '<p><img src="a.jpg"></p>', '<p><img src="a.jpg">A</p>',
+    '<figure><img src="a.jpg"><figcaption>A</figcaption></figure>', "<hr>", "loose", " ", "\n",
+    "<ul><li>A</li><li>A</li></ul>", "<div><p>A</p>A</div>", "<p>A &amp; B</p>", "<p>A &amp;amp; B</p>",
+])  # fmt: skip
+
+
+@given(st.lists(_PIECES, max_size=8))
+@settings(max_examples=400, deadline=None)
+def test_the_quick_check_never_skips_a_repeat(pieces: list[str]) -> None:
+    """Most bodies skip the block scanner after a cheap look; the result must be the scanner's every time."""
+    from services.ingest.sanitize import _collapse_scanned
+
+    markup = sanitize_html("".join(pieces))
+    assert collapse_duplicate_blocks(markup) == _collapse_scanned(markup)
