@@ -146,15 +146,20 @@ class Drill:
         return {g.service: g.total for g in await consumer_lag(self.settings, CONSUMING)}
 
     async def wait_lag_zero(self, within: float = 60) -> float:
-        """Seconds until every group's lag is 0 (raises with the last reading on timeout)."""
+        """Seconds until every group's lag is 0 (raises with the last reading, per partition, on timeout)."""
         started = time.monotonic()
-        last: dict[str, int] = {}
+        groups = await consumer_lag(self.settings, CONSUMING)
         while time.monotonic() - started < within:
-            last = await self.lag()
-            if not any(last.values()):
+            groups = await consumer_lag(self.settings, CONSUMING)
+            if not any(g.total for g in groups):
                 return time.monotonic() - started
             await asyncio.sleep(1)
-        raise AssertionError(f"consumer lag not back to 0 after {within}s: {last}")
+        behind = {
+            g.service: {f"{t}[{p}]": lag for t, parts in g.partitions.items() for p, lag in parts.items() if lag}
+            for g in groups
+            if g.total
+        }
+        raise AssertionError(f"consumer lag not back to 0 after {within}s: {behind}")
 
     async def restart(self, service: str, *, grace: float = 25) -> tuple[int, float]:
         """SIGTERM every instance of `service` in turn and start it again; returns (worst exit code, slowest)."""

@@ -522,6 +522,16 @@ class RelatedEngine:
         dup: npt.NDArray[np.bool_] = cos > NEAR_DUPLICATE
         return dup
 
+    def _near_duplicates_of(self, slot: int, cands: Ints) -> npt.NDArray[np.bool_]:
+        """Which of `cands` are near-duplicates of `slot`: one matrix-vector product, the same exact integer
+        arithmetic (so the same answers) as `_near_duplicates`."""
+        sk = self._sketch[cands].astype(np.float32)
+        dots = (sk @ self._sketch[slot].astype(np.float32)).astype(np.float64)
+        denom = np.sqrt(self._sketch_norm[cands] * self._sketch_norm[slot])
+        cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        dup: npt.NDArray[np.bool_] = cos > NEAR_DUPLICATE
+        return dup
+
     def _window(self) -> int:
         """Candidates ranked before the greedy walk; widened only when near-duplicates eat them."""
         return 2 * self.k + 4
@@ -536,16 +546,35 @@ class RelatedEngine:
         if cands.shape[0] == 0:
             return []
         want = self._window()
-        while True:
-            if cands.shape[0] > want:
-                part = np.argpartition(-scores, want - 1)[:want]
-                top = np.flatnonzero(scores >= scores[part].min())
-            else:
-                top = np.arange(cands.shape[0])
-            chosen = self._walk(slot, self._ordered(cands[top], scores[top]))
-            if len(chosen) == self.k or top.shape[0] == cands.shape[0]:
-                return chosen
-            want *= 4
+        if cands.shape[0] > want:
+            part = np.argpartition(-scores, want - 1)[:want]
+            top = np.flatnonzero(scores >= scores[part].min())
+        else:
+            top = np.arange(cands.shape[0])
+        chosen = self._walk(slot, self._ordered(cands[top], scores[top]))
+        if len(chosen) == self.k or top.shape[0] == cands.shape[0]:
+            return chosen
+        return self._eliminating_walk(slot, cands, scores)
+
+    def _eliminating_walk(self, slot: int, cands: Ints, scores: Scores) -> list[tuple[int, float]]:
+        """The greedy walk over every candidate, for when the best ones run out (near-duplicates fill them).
+
+        Copies of one story (a wire story filed many times) fill a ranking: the window walk would widen over
+        all of them and compare each pair. Here each pick removes at once every candidate the walk would skip
+        because of it (its near-duplicates, its story line), so the cost is k vector passes, and the picks are
+        the walk's: the best remaining candidate in (score desc, guid) order, k times.
+        """
+        distinct = ~self._near_duplicates_of(slot, cands)
+        cands, scores = cands[distinct], scores[distinct]
+        guids = self._guids
+        chosen: list[tuple[int, float]] = []
+        while len(chosen) < self.k and cands.shape[0]:
+            best = scores.max()
+            pick = min(cands[scores == best].tolist(), key=guids.__getitem__)
+            chosen.append((pick, float(best)))
+            rest = (cands != pick) & (self._root[cands] != self._root[pick]) & ~self._near_duplicates_of(pick, cands)
+            cands, scores = cands[rest], scores[rest]
+        return chosen
 
     def _ordered(self, cands: Ints, scores: Scores) -> list[tuple[float, int]]:
         guids = self._guids
@@ -667,8 +696,11 @@ class RelatedEngine:
             & (scores >= self.min_score)
             & (scores >= last)
         )
+        offered, offered_scores = cands[eligible], scores[eligible]
+        # Copies of this article can never take it in (checked at once: a flood of copies must stay linear).
+        distinct = ~self._near_duplicates_of(slot, offered)
         guid = self._guids[slot]
-        for other, score in zip(cands[eligible].tolist(), scores[eligible].tolist(), strict=True):
+        for other, score in zip(offered[distinct].tolist(), offered_scores[distinct].tolist(), strict=True):
             if other in skip:
                 continue
             current = [

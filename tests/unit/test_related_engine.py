@@ -9,40 +9,8 @@ import pytest
 
 from services.related.engine import RelatedDoc, RelatedEngine
 from services.related.textvec import load_model
+from tests.support.topics import TOPICS
 
-_TOPIC_WORDS: dict[str, str] = {
-    "football": (
-        "football match goal striker midfielder league cup referee penalty club manager season stadium "
-        "fans premiership chelsea arsenal liverpool defender keeper transfer tackle squad coach injury "
-        "fixture kick scored header winger captain draw replay semi final newcastle everton tottenham "
-        "celtic rangers bolton uefa fa champions striking substitute booked sent pitch unbeaten"
-    ),
-    "election": (
-        "election minister labour tory party vote voters campaign parliament government mp poll blair "
-        "howard chancellor policy commons manifesto democrats constituency cabinet brown kennedy lords "
-        "bill reform immigration asylum council tax leader opposition conservatives candidate ballot "
-        "spokesman speech downing whitehall secretary prescott milburn referendum backbench seats"
-    ),
-    "markets": (
-        "shares profits market investors bank economy growth rates inflation dollar prices company firm "
-        "quarter earnings analysts stock oil sales deficit euro interest exports imports gdp revenue "
-        "debt bonds merger takeover shareholders yukos airline retail consumer spending unemployment "
-        "federal reserve currency trade surplus dividend forecast fiscal"
-    ),
-    "cinema": (
-        "film actor actress oscar director box office hollywood movie award star comedy drama cinema "
-        "festival studio role screen nomination premiere producer sequel aviator scorsese dicaprio "
-        "bafta golden globe ceremony documentary musical theatre starring script cast critics "
-        "blockbuster animated nominated academy tickets audiences"
-    ),
-    "gadgets": (
-        "mobile phone software computer internet broadband users technology digital online microsoft "
-        "apple games console network virus device music downloads ipod wireless gadget laptop "
-        "windows linux security spam hackers website search google chip processor gaming sony "
-        "nintendo handset camera gigabyte browser firefox"
-    ),
-}
-TOPICS: dict[str, list[str]] = {name: words.split() for name, words in _TOPIC_WORDS.items()}
 DAY = 86_400.0
 
 
@@ -162,6 +130,31 @@ def test_result_does_not_depend_on_insertion_order() -> None:
     built = RelatedEngine.build(reversed(docs))
     for doc in docs:
         assert forward.links(doc.guid) == other.links(doc.guid) == built.links(doc.guid)
+
+
+def test_a_flood_of_copies_gets_the_links_of_the_plain_greedy_walk() -> None:
+    """Copies of a wire story fill every ranking, so lists are picked by the eliminating walk; its picks must be
+    exactly those of the walk over every candidate in (score desc, guid) order (the definition)."""
+    docs = archive(per_topic=4)
+    for family, topic in (("wire", "election"), ("agency", "markets")):
+        text = " ".join(TOPICS[topic][:30])
+        docs += [
+            article(f"{family}-{n:02d}", topic, seed=700 + n, text=text + (" update" if n % 3 == 0 else ""))
+            for n in range(25)
+        ]
+    engine = engine_with(docs)
+    for doc in docs:
+        slot = engine._slot[doc.guid]
+        cands, scores = engine._scored_candidates(slot)
+        keep = (
+            engine._alive[cands] & (cands != slot) & (engine._root[cands] != engine._root[slot])
+            & (scores >= engine.min_score)
+        )
+        reference = engine._walk(slot, engine._ordered(cands[keep], scores[keep]))
+        assert engine._select_for(slot) == reference, doc.guid
+        assert [link.guid for link in engine.links(doc.guid)] == [engine._guids[c] for c, _ in reference]
+    wire = [link.guid for link in engine.links("ele-00") if link.guid.startswith("wire-")]
+    assert len(wire) <= 1  # copies are near-duplicates of each other: one of them at most
 
 
 def test_ties_are_broken_by_guid() -> None:
