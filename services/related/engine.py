@@ -551,9 +551,10 @@ class RelatedEngine:
             top = np.flatnonzero(scores >= scores[part].min())
         else:
             top = np.arange(cands.shape[0])
-        chosen = self._walk(slot, self._ordered(cands[top], scores[top]))
-        if len(chosen) == self.k or top.shape[0] == cands.shape[0]:
-            return chosen
+        if top.shape[0] <= 4 * want:  # else a tie wider than the window: copies filed at the same minute
+            chosen = self._walk(slot, self._ordered(cands[top], scores[top]))
+            if len(chosen) == self.k or top.shape[0] == cands.shape[0]:
+                return chosen
         return self._eliminating_walk(slot, cands, scores)
 
     def _eliminating_walk(self, slot: int, cands: Ints, scores: Scores) -> list[tuple[int, float]]:

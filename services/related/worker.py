@@ -223,9 +223,12 @@ class RelatedWorker:
         build the index in one go (vectorized), instead of upserting the whole history one event at a time."""
         latest: dict[str, ArticlePublished | ArticleWithdrawn | ArticleKilled] = {}
         fences: dict[str, tuple[int, int]] = {}
+        started = time.perf_counter()
+        events = 0
         while not await self._reached_all(end_offsets):
             batches = await self.archive.getmany(timeout_ms=200, max_records=5000)
             for records in batches.values():
+                events += len(records)
                 for record in records:
                     try:
                         event = ARTICLE_EVENT.validate_json(record.value or b"")
@@ -238,11 +241,14 @@ class RelatedWorker:
                         latest[event.guid] = event
         self.article_fences.update(fences)
         self.article_versions.update({guid: fence[0] for guid, fence in fences.items()})
+        read = time.perf_counter()
         docs = [doc_of(e) for e in latest.values() if isinstance(e, ArticlePublished)]
         options: dict[str, Any] = {"k": self.settings.related_k, "partitions": self.settings.related_index_cells}
         if self.settings.related_min_score is not None:
             options["min_score"] = self.settings.related_min_score
         self.engine = await asyncio.to_thread(RelatedEngine.build, docs, **options)
+        log.info("archive loaded", events=events, articles=len(docs), read_seconds=round(read - started, 2),
+                 build_seconds=round(time.perf_counter() - read, 2))
 
     async def _follow_archive(self) -> None:
         end_offsets = await self.archive.end_offsets(list(self.archive.assignment()))
