@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import re
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,20 @@ from shared.cli import consumer_lag
 from shared.settings import ServiceSettings
 from tests.support.drafts import make_draft
 from tests.support.stack import SERVICES, ServiceStack, free_port
+from tests.support.topics import TOPICS
 
 CONSUMING = ("ingest", "related", "comments", "publisher")
 SUMMARY = re.compile(r'<article class="summary" data-guid="([^"]+)"')
 NEXT = re.compile(r'<link rel="next" href="([^"]+)"')
 VERSION = re.compile(r'<meta name="broadsheet:version" content="(\d+)">')
+
+
+def story_text(n: int) -> str:
+    """Sentences on one of a few topics, different for every draft: a newsroom's steady flow, not one story filed
+    thousands of times (which would measure the related engine's handling of copies instead of scaling)."""
+    rng = random.Random(n)
+    words = TOPICS[list(TOPICS)[n % len(TOPICS)]]
+    return ". ".join(" ".join(rng.sample(words, 12)).capitalize() for _ in range(6)) + "."
 
 
 @dataclass
@@ -76,7 +87,8 @@ class Load:
                 await self.running.wait()
                 next_at = time.monotonic()
             guid = f"{self.section}-{len(self.sent):05d}"
-            draft = make_draft(guid, section=(self.section, f"Drill {self.section}"))
+            draft = make_draft(guid, section=(self.section, f"Drill {self.section}"), body=story_text(len(self.sent)),
+                               published=datetime.now(UTC))
             await self._producer.send(topic, json.dumps(draft).encode(), key=guid.encode())
             self.sent.append(guid)
             next_at += interval

@@ -70,6 +70,7 @@ SECTION_WEIGHT = 0.10
 RECENCY_WEIGHT = 0.10
 RECENCY_HALF_DAYS = 30.0
 NEAR_DUPLICATE = 0.9
+_DUP_MEMO_SKETCHES = 32
 EXACT_LIMIT = 20_000
 _ENCODE_BATCH = 1024
 DOCS_PER_PARTITION = 250
@@ -229,6 +230,8 @@ class RelatedEngine:
         self._docs: list[RelatedDoc | None] = []
         self._slot: dict[str, int] = {}
         self._codes: dict[str, dict[str, int]] = {"section": {}, "tag": {}, "story": {}}
+        self._dup_memo: dict[bytes, npt.NDArray[np.int8]] | None = None
+        """While every list is computed at once: near-duplicate answers per sketch (see `_near_duplicates_of`)."""
 
     # ------------------------------------------------------------------ public API
 
@@ -524,7 +527,27 @@ class RelatedEngine:
 
     def _near_duplicates_of(self, slot: int, cands: Ints) -> npt.NDArray[np.bool_]:
         """Which of `cands` are near-duplicates of `slot`: one matrix-vector product, the same exact integer
-        arithmetic (so the same answers) as `_near_duplicates`."""
+        arithmetic (so the same answers) as `_near_duplicates`.
+
+        While all lists are computed at once, answers are remembered per sketch: the copies of one story share
+        their sketch, so a flood of copies asks the same question once instead of once per copy.
+        """
+        memo = self._dup_memo
+        if memo is None:
+            return self._near_duplicates_computed(slot, cands)
+        key = self._sketch[slot].tobytes()
+        known = memo.get(key)
+        if known is None:
+            if len(memo) >= _DUP_MEMO_SKETCHES:
+                memo.pop(next(iter(memo)))
+            known = memo[key] = np.full(self._n, -1, dtype=np.int8)
+        unknown = cands[known[cands] < 0]
+        if unknown.shape[0]:
+            known[unknown] = self._near_duplicates_computed(slot, unknown)
+        dup: npt.NDArray[np.bool_] = known[cands] == 1
+        return dup
+
+    def _near_duplicates_computed(self, slot: int, cands: Ints) -> npt.NDArray[np.bool_]:
         sk = self._sketch[cands].astype(np.float32)
         dots = (sk @ self._sketch[slot].astype(np.float32)).astype(np.float64)
         denom = np.sqrt(self._sketch_norm[cands] * self._sketch_norm[slot])
@@ -612,6 +635,13 @@ class RelatedEngine:
         back to `_select` itself when a cell's window ends in a tie, or when the walk runs short
         and some cell had more candidates than its window).
         """
+        self._dup_memo = {}
+        try:
+            yield from self._compute_lists_memoized()
+        finally:
+            self._dup_memo = None
+
+    def _compute_lists_memoized(self) -> Iterable[tuple[int, list[tuple[int, float]]]]:
         live = np.flatnonzero(self._alive[: self._n]).astype(np.int64)
         if live.shape[0] == 0:
             return
