@@ -35,7 +35,7 @@ chaos: setup ## the full fault-injection matrix
 	@$(LOCAL)/stack.sh infra
 	$(PY) -m pytest -m chaos tests/chaos --chaos-profile=long
 
-drill: setup ## scaling (1, 3, 2 instances) and rolling-restart drills under load
+drill: setup ## scaling (1, 3, 2 instances) and rolling-restart drills under load, alone
 	@$(LOCAL)/stack.sh infra
 	$(PY) -m pytest -m drill tests/e2e
 

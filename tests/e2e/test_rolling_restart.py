@@ -8,13 +8,13 @@ import pytest
 from bench.scaling_drill import run_restarts
 from tests.support.stack import ServiceStack
 
-pytestmark = pytest.mark.drill  # minutes of load: `make drill`, not `make test`
+pytestmark = pytest.mark.drill  # `make drill` runs the drills alone
 
 GRACE_SECONDS = 25
 
 
-async def test_rolling_restart_under_load(stack: ServiceStack) -> None:
-    report = await run_restarts(stack, rate=20)
+async def test_rolling_restart_under_load(private_stack: ServiceStack) -> None:
+    report = await run_restarts(private_stack, rate=20)
     print(report["restarts"], f"drain {report['drain_s']}s")
     for service, outcome in report["restarts"].items():
         assert outcome["seconds"] <= GRACE_SECONDS, f"{service} took {outcome['seconds']}s to stop"

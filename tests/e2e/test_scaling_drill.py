@@ -10,14 +10,14 @@ import pytest
 from bench.scaling_drill import run_drill
 from tests.support.stack import ServiceStack
 
-pytestmark = pytest.mark.drill  # minutes of load: `make drill`, not `make test`
+pytestmark = pytest.mark.drill  # `make drill` runs the drills alone
 
 RATE = float(os.environ.get("DRILL_RATE", "20"))
 STEP_SECONDS = float(os.environ.get("DRILL_STEP_SECONDS", "20"))
 
 
-async def test_scaling_drill_loses_and_duplicates_nothing(stack: ServiceStack) -> None:
-    report = await run_drill(stack, rate=RATE, step_seconds=STEP_SECONDS, steps=[1, 3, 2], lag_timeout=60)
+async def test_scaling_drill_loses_and_duplicates_nothing(private_stack: ServiceStack) -> None:
+    report = await run_drill(private_stack, rate=RATE, step_seconds=STEP_SECONDS, steps=[1, 3, 2], lag_timeout=60)
     print(report["steps"], f"drain {report['drain_s']}s")
     assert [s["instances"] for s in report["steps"]] == [1, 3, 2]
     assert report["sent"] >= RATE * STEP_SECONDS * 2, report["steps"]
