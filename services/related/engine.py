@@ -71,6 +71,7 @@ RECENCY_WEIGHT = 0.10
 RECENCY_HALF_DAYS = 30.0
 NEAR_DUPLICATE = 0.9
 _DUP_MEMO_SKETCHES = 32
+_DUP_ASKED_SKETCHES = 4096
 EXACT_LIMIT = 20_000
 _ENCODE_BATCH = 1024
 DOCS_PER_PARTITION = 250
@@ -231,6 +232,7 @@ class RelatedEngine:
         self._slot: dict[str, int] = {}
         self._codes: dict[str, dict[str, int]] = {"section": {}, "tag": {}, "story": {}}
         self._dup_memo: dict[bytes, npt.NDArray[np.int8]] | None = None
+        self._dup_asked: dict[bytes, None] = {}
         """While every list is computed at once: near-duplicate answers per sketch (see `_near_duplicates_of`)."""
 
     # ------------------------------------------------------------------ public API
@@ -538,6 +540,13 @@ class RelatedEngine:
         key = self._sketch[slot].tobytes()
         known = memo.get(key)
         if known is None:
+            # Remembered from the second time a sketch asks: a distinct article asks once, and must not cost a
+            # table the size of the archive.
+            if self._dup_asked.pop(key, None) is None:
+                self._dup_asked[key] = None
+                if len(self._dup_asked) > _DUP_ASKED_SKETCHES:
+                    self._dup_asked.pop(next(iter(self._dup_asked)))
+                return self._near_duplicates_computed(slot, cands)
             if len(memo) >= _DUP_MEMO_SKETCHES:
                 memo.pop(next(iter(memo)))
             known = memo[key] = np.full(self._n, -1, dtype=np.int8)
@@ -635,11 +644,11 @@ class RelatedEngine:
         back to `_select` itself when a cell's window ends in a tie, or when the walk runs short
         and some cell had more candidates than its window).
         """
-        self._dup_memo = {}
+        self._dup_memo, self._dup_asked = {}, {}
         try:
             yield from self._compute_lists_memoized()
         finally:
-            self._dup_memo = None
+            self._dup_memo, self._dup_asked = None, {}
 
     def _compute_lists_memoized(self) -> Iterable[tuple[int, list[tuple[int, float]]]]:
         live = np.flatnonzero(self._alive[: self._n]).astype(np.int64)
