@@ -565,7 +565,7 @@ class RelatedEngine:
         return dup
 
     def _window(self) -> int:
-        """Candidates ranked before the greedy walk; widened only when near-duplicates eat them."""
+        """Candidates ranked before the greedy walk; when near-duplicates eat them, `_eliminating_walk` takes over."""
         return 2 * self.k + 4
 
     def _select(self, slot: int, cands: Ints, scores: Scores) -> list[tuple[int, float]]:
