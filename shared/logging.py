@@ -7,21 +7,40 @@ Every line of an article's journey carries `guid`, `receipt` and `trace_id`: han
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import sys
 from typing import Any, Literal
 
+import pydantic_core
 import structlog
 
 SECRET_KEYS = ("password", "token", "secret", "authorization", "signature", "redis_url")
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return any(marker in lowered for marker in SECRET_KEYS)
+
+
 def _redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """Defence in depth: a secret passed to a log call by mistake never reaches the output."""
+    """Defence in depth: a secret passed to a log call by mistake never reaches the output. (Keys are few and
+    repeat on every line, so the verdict per key is remembered.)"""
     for key in list(event_dict):
-        if any(marker in key.lower() for marker in SECRET_KEYS):
+        if _is_secret_key(key):
             event_dict[key] = "***"
     return event_dict
+
+
+def _to_json(event_dict: Any, **_: Any) -> str:
+    """JSON in pydantic-core's Rust encoder (a consumer writes a line per record, thousands per second);
+    the standard library takes over for what it cannot encode, such as bytes that are not UTF-8."""
+    try:
+        return pydantic_core.to_json(event_dict, fallback=str).decode()
+    except (pydantic_core.PydanticSerializationError, ValueError):
+        return json.dumps(event_dict, default=repr)
 
 
 def _logger_name(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +66,9 @@ def configure_logging(
         _redact_secrets,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_to_json)
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     numeric_level = logging.getLevelName(level.upper())
     # The project's own lines take structlog's fast path (no stdlib LogRecord per line: handlers log one
