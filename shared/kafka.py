@@ -84,13 +84,18 @@ def _key_hash(key: bytes) -> int:
     return int(murmur2(key)) & 0x7FFFFFFF
 
 
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key` (murmur2, as the Java client computes it), with
+    the hash of recent keys remembered: a service writes many records per guid (a comment wave on one
+    article, the links of one story), and aiokafka's murmur2 is pure Python."""
+    return _key_hash(key) % partitions
+
+
 def key_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-    """Kafka's default partitioner (murmur2 of the key, as the Java client computes it), with the hash of
-    recent keys remembered: a service writes many records per guid (a comment wave on one article, the
-    links of one story), and aiokafka's murmur2 is pure Python."""
+    """The producers' partitioner: `partition_for`, and any available partition for a record without a key."""
     if key is None:
         return random.choice(available or all_partitions)
-    return all_partitions[_key_hash(key) % len(all_partitions)]
+    return all_partitions[partition_for(key, len(all_partitions))]
 
 
 def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> KafkaBroker:

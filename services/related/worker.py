@@ -25,7 +25,6 @@ from typing import Any
 import nh3
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.partitioner import murmur2
 from faststream.kafka import KafkaBroker
 from pydantic import TypeAdapter, ValidationError
 
@@ -41,7 +40,7 @@ from shared.contracts import (
     RelatedLink,
     RelatedLinksUpdated,
 )
-from shared.kafka import BatchRunner, Outbox, group_id, topic_name, topic_partitions
+from shared.kafka import BatchRunner, Outbox, group_id, partition_for, topic_name, topic_partitions
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES
 
@@ -124,7 +123,7 @@ class RelatedWorker:
         self._consumers: list[AIOKafkaConsumer] = []
 
     def partition_of(self, guid: str) -> int:
-        return int(murmur2(guid.encode()) & 0x7FFFFFFF) % self.partitions
+        return partition_for(guid.encode(), self.partitions)
 
     async def start(self) -> None:
         options = client_options(self.settings)
