@@ -154,9 +154,6 @@ class Drill:
                 await asyncio.sleep(0.3)
         raise TimeoutError(f"{service}-{instance} not ready in {within}s")
 
-    async def lag(self) -> dict[str, int]:
-        return {g.service: g.total for g in await consumer_lag(self.settings, CONSUMING)}
-
     async def wait_lag_zero(self, within: float = 60) -> float:
         """Seconds until every group's lag is 0 (raises with the last reading, per partition, on timeout)."""
         started = time.monotonic()

@@ -277,10 +277,10 @@ class PublisherStore:
             return int(stamp), None, None  # not the story readers get: the caller reads the state back
         return int(stamp), json.loads(lists) if lists else [], previous or None
 
-    async def mark_superseded(self, guid: str, by: str) -> int:
-        """Note that the rewrite `by` took over the story `guid` (its URL included); returns the new stamp
-        (0 when it was already noted)."""
-        return int(await self._mark_superseded(keys=[self.article_key(guid, "meta")], args=[by]))
+    async def mark_superseded(self, guid: str, by: str) -> None:
+        """Note that the rewrite `by` took over the story `guid` (its URL included); the story's stamp moves
+        on, so what was rendered from its state before is fenced off."""
+        await self._mark_superseded(keys=[self.article_key(guid, "meta")], args=[by])
 
     async def apply_related(self, guid: str, offset: int, links_json: str) -> int:
         keys = [self.article_key(guid, "meta"), self.article_key(guid, "related")]

@@ -232,8 +232,9 @@ class RelatedEngine:
         self._slot: dict[str, int] = {}
         self._codes: dict[str, dict[str, int]] = {"section": {}, "tag": {}, "story": {}}
         self._dup_memo: dict[bytes, npt.NDArray[np.int8]] | None = None
-        self._dup_asked: dict[bytes, None] = {}
         """While every list is computed at once: near-duplicate answers per sketch (see `_near_duplicates_of`)."""
+        self._dup_asked: dict[bytes, None] = {}
+        """Sketches that asked once during that computation: the second question starts a memo entry."""
 
     # ------------------------------------------------------------------ public API
 

@@ -62,6 +62,7 @@ class Archive:
         self.producer = producer
         self.topic = topic
         self.latest: dict[str, ArticlePublished | ArticleKilled] = {}
+        self.topic_of: dict[str, str] = {}
         self.seed = 0
 
     async def send(self, event: ArticlePublished | ArticleKilled) -> None:
@@ -74,6 +75,7 @@ class Archive:
             self.seed += 1
             topic = list(TOPICS)[n % len(TOPICS)]
             guid = f"{tag}-{n:03d}"
+            self.topic_of[guid] = topic
             await self.send(published(guid, topic, self.seed))
             guids.append(guid)
         return guids
@@ -85,7 +87,7 @@ class Archive:
         current = self.latest[guid]
         assert isinstance(current, ArticlePublished)
         self.seed += 1
-        topic = topic or current.headline.split()[0].lower()
+        topic = self.topic_of[guid] = topic or self.topic_of[guid]
         await self.send(published(guid, topic, self.seed, version=current.version + 1, headline=headline))
 
     async def kill(self, guid: str) -> None:

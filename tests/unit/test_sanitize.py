@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from services.ingest.sanitize import (
     EXTERNAL_LINK_REL,
+    _collapse_scanned,
     collapse_duplicate_blocks,
     make_excerpt,
     plain_text,
@@ -375,7 +376,5 @@ _PIECES = st.sampled_from([
 @settings(max_examples=400, deadline=None)
 def test_the_quick_check_never_skips_a_repeat(pieces: list[str]) -> None:
     """Most bodies skip the block scanner after a cheap look; the result must be the scanner's every time."""
-    from services.ingest.sanitize import _collapse_scanned
-
     markup = sanitize_html("".join(pieces))
     assert collapse_duplicate_blocks(markup) == _collapse_scanned(markup)
