@@ -9,6 +9,7 @@ site exactly.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -84,14 +85,20 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=1024)
 def _slug_words(text: str) -> str:
     """ASCII, lowercase, hyphen-separated; "" when nothing of it can appear in a URL.
 
     Pictographs are dropped before transliterating: anyascii would spell an emoji out as words
-    ("🎉" → "tada") that the headline never said.
+    ("🎉" → "tada") that the headline never said. Cached: a draft's slug is asked for at each step of its way
+    (the batch's URL claims, the decision, the state it leaves).
     """
-    letters = "".join(" " if unicodedata.category(char) == "So" else char for char in text)
-    ascii_text = _APOSTROPHES.sub("", anyascii(letters).lower())
+    if text.isascii():  # no pictograph, nothing to transliterate
+        ascii_text = text.lower()
+    else:
+        letters = "".join(" " if unicodedata.category(char) == "So" else char for char in text)
+        ascii_text = anyascii(letters).lower()
+    ascii_text = _APOSTROPHES.sub("", ascii_text)
     return _NOT_SLUG.sub("-", ascii_text).strip("-")
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +30,7 @@ def journey_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
     received_at = incoming.get("received-at") or f"{record.timestamp / 1000 if record.timestamp else time.time():.6f}"
     return {
         "receipt": receipt,
-        "trace-id": incoming.get("trace-id") or uuid.uuid4().hex,
+        "trace-id": incoming.get("trace-id") or f"{random.getrandbits(128):032x}",
         "received-at": received_at,
         "draft-partition": str(record.partition),
         "draft-offset": str(record.offset),
@@ -69,12 +69,13 @@ def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner, 
 
     async def on_draft(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
         headers = journey_headers(record)
-        with structlog.contextvars.bound_contextvars(receipt=headers["receipt"], trace_id=headers["trace-id"]):
-            draft = decoded_draft(record, outbox)
-            with structlog.contextvars.bound_contextvars(guid=draft.guid):
-                outcome = await ingestor.ingest(draft, record.value, headers, outbox)
-                log.info("draft ingested", version=draft.version, pubstatus=draft.pubstatus, outcome=outcome)
-                return outcome
+        draft = decoded_draft(record, outbox)  # a Reject is dead-lettered by the runner
+        with structlog.contextvars.bound_contextvars(
+            receipt=headers["receipt"], trace_id=headers["trace-id"], guid=draft.guid
+        ):
+            outcome = await ingestor.ingest(draft, record.value, headers, outbox)
+            log.info("draft ingested", version=draft.version, pubstatus=draft.pubstatus, outcome=outcome)
+            return outcome
 
     subscribe(
         runner, {topic_name(settings, topics.DRAFTS): on_draft}, prepare=prepare,

@@ -100,6 +100,11 @@ _HIDDEN_CONTENT_TAGS: Final[frozenset[str]] = frozenset(_DROPPED_WITH_CONTENT - 
 _FIGURE_TAGS: Final[frozenset[str]] = frozenset({"figure", "figcaption", "table", "caption"})
 _TRAILING_PUNCTUATION: Final = ".,;:-–—([{\"'“‘/"
 _WORD_CHARACTER: Final = re.compile(r"\w")
+# For counting words in ASCII text as bytes: str.split also splits on the separators \x1c-\x1f, bytes.split not.
+_ASCII_SEPARATORS: Final = bytes.maketrans(bytes(range(0x1C, 0x20)), b" " * 4)
+_ASCII_NOT_WORD: Final = bytes(
+    c for c in range(128) if not (chr(c).isalnum() or chr(c) == "_" or chr(c).isspace())
+)
 # Unicode categories Cc (C0, DEL, C1) and Cs (surrogates) except tab/newline/return, plus the invisible controls.
 _CONTROLS: Final = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff" + "".join(sorted(_INVISIBLE_CONTROLS)) + "]"
@@ -164,9 +169,11 @@ def sanitize_html(markup: str) -> str:
     """
     # Demoting rewrites tags, which can change how nested headings parse; cleaning again makes the result a
     # fixed point, so a browser builds exactly the tree that was checked.
-    # Controls are stripped again at the end because character references (`&#x202E;`) decode into them.
+    # Controls are stripped again at the end when the input holds character references (`&#x202E;`): they are
+    # the only way a control can come back once the input's own are gone.
     demoted = _H1_TAG.sub(r"<\1h2>", _clean(_strip_controls(markup)))
-    cleaned = _PRE_LEADING_NEWLINES.sub(r"\1", _strip_controls(_clean(demoted)))
+    recleaned = _clean(demoted)
+    cleaned = _PRE_LEADING_NEWLINES.sub(r"\1", _strip_controls(recleaned) if "&" in markup else recleaned)
     return _ANCHOR_TAG.sub(_mark_external_link, cleaned).strip()
 
 
@@ -307,7 +314,7 @@ def make_excerpt(text: str, max_words: int = 55) -> str:
     """The first `max_words` words, cut between words and ending with "…" when anything was left out."""
     if max_words < 1:
         raise ValueError("max_words must be at least 1")
-    words = text.split()
+    words = text.split(maxsplit=max_words)  # the rest of the text stays one piece: only its presence matters
     if len(words) <= max_words:
         return " ".join(words)
     kept = " ".join(words[:max_words]).rstrip(_TRAILING_PUNCTUATION + " ")
@@ -315,7 +322,13 @@ def make_excerpt(text: str, max_words: int = 55) -> str:
 
 
 def word_count(text: str) -> int:
-    """Words are whitespace-separated tokens holding at least one letter or digit (a lone dash is not a word)."""
+    """Words are whitespace-separated tokens holding at least one letter or digit (a lone dash is not a word).
+
+    ASCII text is counted in bytes: deleting every character that is neither a word character nor a separator
+    empties exactly the tokens that are not words, and `split` then counts the rest in C. This runs on every body.
+    """
+    if text.isascii():
+        return len(text.encode("ascii").translate(_ASCII_SEPARATORS, _ASCII_NOT_WORD).split())
     search = _WORD_CHARACTER.search
     return sum(1 for token in text.split() if token.isalnum() or search(token))
 

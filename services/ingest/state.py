@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from shared.redis import get_bytes, hgetall, tagged
+from shared.redis import hgetall, tagged
 
 SAVE_STATE = """
 -- KEYS: story   ARGV: version, json fields...
@@ -134,23 +134,21 @@ class IngestStore:
 
     async def claim_path(self, path: str, guid: str) -> bool:
         """First guid to claim a URL keeps it; the same guid may claim it again (idempotent)."""
-        key = self.path_key(path)
-        if await self.redis.set(key, guid, nx=True):
-            return True
-        owner = await get_bytes(self.redis, key)
-        return owner is not None and owner.decode() == guid
+        owner = await self.redis.set(self.path_key(path), guid, nx=True, get=True)
+        return owner is None or cast(bytes, owner).decode() == guid
 
     async def claim_paths(self, wanted: dict[str, str]) -> dict[str, str]:
         """Claim many URLs at once (path → guid); returns the owner of each path after the attempt."""
         paths = list(wanted)
         async with self.redis.pipeline(transaction=False) as pipe:
             for path in paths:
-                pipe.set(self.path_key(path), wanted[path], nx=True)
-            for path in paths:
-                pipe.get(self.path_key(path))
-            results = await pipe.execute()
-        owners = results[len(paths) :]
-        return {path: owner.decode() for path, owner in zip(paths, owners, strict=True) if owner is not None}
+                # SET NX GET (Redis 7): the owner before the attempt, nil when this claim took the URL.
+                pipe.set(self.path_key(path), wanted[path], nx=True, get=True)
+            previous = await pipe.execute()
+        return {
+            path: wanted[path] if owner is None else owner.decode()
+            for path, owner in zip(paths, previous, strict=True)
+        }
 
     async def hand_over_path(self, path: str, guid: str) -> None:
         """`evolvedfrom`: the rewrite takes over the URL of the story it rewrites."""

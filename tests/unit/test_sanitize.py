@@ -354,6 +354,22 @@ def test_word_count_ignores_lone_punctuation() -> None:
     assert word_count("") == 0
 
 
+def _word_count_by_token(text: str) -> int:
+    return sum(1 for token in text.split() if re.search(r"\w", token))
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet=st.characters(max_codepoint=127)) | st.text())
+def test_word_count_agrees_with_the_token_definition(text: str) -> None:
+    """ASCII text is counted as bytes, the rest token by token: both must count the same words."""
+    assert word_count(text) == _word_count_by_token(text)
+
+
+def test_word_count_of_ascii_counts_separators_and_underscores_like_str_split() -> None:
+    assert word_count("a\x1cb\x1fc") == 3
+    assert word_count("_ - -- ... snake_case") == 2
+
+
 @pytest.mark.parametrize(("words", "minutes"), [(0, 1), (1, 1), (230, 1), (231, 2), (833, 4), (2300, 10)])
 def test_reading_minutes_round_up_and_never_below_one(words: int, minutes: int) -> None:
     assert reading_minutes(words) == minutes
