@@ -1,0 +1,56 @@
+"""Outbox sends on the real broker: what a consumer emits arrives keyed, with its headers, on the declared topic.
+
+Sends skip FastStream's publish pipeline and go to the broker's aiokafka producer (`direct_producer`). That
+producer sits in a private FastStream attribute: the first test fails when an upgrade moves it, instead of
+letting every service silently fall back to the slower path.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.kafka import Outbox, direct_producer, make_broker
+from shared.settings import ServiceSettings
+from shared.topics import TopicSpec, ensure_topics
+
+
+async def test_outbox_sends_through_aiokafka_and_keeps_key_headers_and_order(infra: dict[str, str]) -> None:
+    topic = f"test.outbox.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(infra["kafka"], specs=[TopicSpec(topic, "bench")])
+    settings = ServiceSettings(kafka_bootstrap_servers=infra["kafka"])
+    broker = make_broker(settings, "outbox-test")
+    declared = broker.publisher(topic)
+    await broker.start()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=infra["kafka"], auto_offset_reset="earliest")
+    try:
+        assert direct_producer(broker) is not None, "FastStream moved its aiokafka producer: see direct_producer"
+        outbox = Outbox(broker)
+        for n in range(5):
+            await outbox.send(declared, "story-1", f'{{"n": {n}}}'.encode(), {"receipt": f"r-{n}"})
+        await outbox.send(topic, "story-2", b'{"n": "by name"}')
+        await outbox.flush()
+
+        await consumer.start()
+        received = []
+        while len(received) < 6:
+            for records in (await consumer.getmany(timeout_ms=5000)).values():
+                received.extend(records)
+        by_key: dict[bytes, list[tuple[bytes, dict[str, bytes]]]] = {}
+        for record in received:
+            by_key.setdefault(record.key, []).append((record.value, dict(record.headers)))
+        assert [value for value, _ in by_key[b"story-1"]] == [f'{{"n": {n}}}'.encode() for n in range(5)]
+        assert [headers["receipt"] for _, headers in by_key[b"story-1"]] == [f"r-{n}".encode() for n in range(5)]
+        assert all(headers["content-type"] == b"application/json" for _, headers in by_key[b"story-1"])
+        assert by_key[b"story-2"] == [(b'{"n": "by name"}', {"content-type": b"application/json"})]
+    finally:
+        await consumer.stop()
+        await broker.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=infra["kafka"])
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()
