@@ -178,6 +178,14 @@ def sanitize_html(markup: str) -> str:
 
 
 def _collapse_whitespace(text: str) -> str:
+    """Runs of whitespace become one space, none at the ends.
+
+    Most lines are already so, and two C scans tell: every whitespace character but the space is
+    unprintable (checked over all of Unicode in tests/unit/test_sanitize.py), so a printable line without
+    double, leading or trailing spaces comes back as it is, without splitting and joining it.
+    """
+    if text.isprintable() and "  " not in text and not text.startswith(" ") and not text.endswith(" "):
+        return text
     return " ".join(text.split())
 
 

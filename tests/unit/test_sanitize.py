@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 from html.parser import HTMLParser
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from services.ingest.sanitize import (
     EXTERNAL_LINK_REL,
     _collapse_scanned,
+    _collapse_whitespace,
     collapse_duplicate_blocks,
     make_excerpt,
     plain_text,
@@ -394,3 +396,16 @@ def test_the_quick_check_never_skips_a_repeat(pieces: list[str]) -> None:
     """Most bodies skip the block scanner after a cheap look; the result must be the scanner's every time."""
     markup = sanitize_html("".join(pieces))
     assert collapse_duplicate_blocks(markup) == _collapse_scanned(markup)
+
+
+def test_whitespace_is_collapsed_like_split_and_join_for_every_character() -> None:
+    """The shortcut for lines already collapsed holds only if no whitespace but the space is printable."""
+    for code_point in range(sys.maxunicode + 1):
+        character = chr(code_point)
+        for text in (character, f"a{character}b", f" {character}"):
+            assert _collapse_whitespace(text) == " ".join(text.split()), hex(code_point)
+
+
+@given(st.text(alphabet=st.sampled_from(list(" \t\n\xa0\u2003\u3000\x1cab."))))
+def test_whitespace_collapsing_matches_split_and_join(text: str) -> None:
+    assert _collapse_whitespace(text) == " ".join(text.split())
