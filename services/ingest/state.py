@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -59,14 +59,17 @@ class StoryState:
     story_root: str = ""
 
     def to_fields(self) -> list[Any]:
-        data = asdict(self)
-        data["previous_paths"] = json.dumps(self.previous_paths)
-        data.pop("guid")
-        version = data.pop("version")
-        flat: list[Any] = [version]
-        for key, value in data.items():
-            flat.extend([key, value])
-        return flat
+        """The version, then the other fields as hash field/value pairs (the arguments of SAVE_STATE)."""
+        return [
+            self.version,
+            "status", self.status,
+            "slug", self.slug,
+            "slug_source", self.slug_source,
+            "url_path", self.url_path,
+            "previous_paths", json.dumps(self.previous_paths),
+            "date_published", self.date_published,
+            "story_root", self.story_root,
+        ]
 
     @classmethod
     def from_fields(cls, guid: str, raw: dict[bytes, bytes]) -> StoryState | None:
