@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
+import pydantic_core
 import redis.asyncio as aioredis
 
 from shared.redis import tagged
@@ -93,7 +94,7 @@ class CommentRecord:
     def to_json(self) -> str:
         data = dict(self.__dict__)
         data["history"] = [entry.__dict__ for entry in self.history]
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return pydantic_core.to_json(data).decode()  # the same compact JSON as json.dumps, in Rust
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> CommentRecord:

@@ -56,7 +56,6 @@ _LEET_CHARS = frozenset(_LEET)
 # characters (zero-width space and joiner, soft hyphen, bidi controls, byte-order mark).
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
 
-_SPACE_RE = re.compile(r"\s+")
 
 
 @functools.cache
@@ -134,13 +133,15 @@ def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
     return tuple(words)
 
 
+@functools.lru_cache(maxsize=256)
 def canonical_text(text: str) -> str:
     """Folded text with runs of whitespace collapsed to one space and the ends trimmed.
 
     This is the form duplicate detection hashes: a resubmission that only differs in case, spacing,
-    fullwidth or look-alike letters is the same comment.
+    fullwidth or look-alike letters is the same comment. Cached like `fold`: the form check, the duplicate
+    key and the spam model each ask for it.
     """
-    return _SPACE_RE.sub(" ", fold(text)).strip()
+    return " ".join(fold(text).split())  # str.split and `\s` agree on what whitespace is
 
 
 @dataclass(frozen=True, slots=True)
