@@ -105,6 +105,8 @@ _ASCII_SEPARATORS: Final = bytes.maketrans(bytes(range(0x1C, 0x20)), b" " * 4)
 _ASCII_NOT_WORD: Final = bytes(
     c for c in range(128) if not (chr(c).isalnum() or chr(c) == "_" or chr(c).isspace())
 )
+_ASCII_SPACE: Final = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.split splits on
+_NON_ASCII_RUN: Final = re.compile(rb"[\x80-\xff]+")
 # Unicode categories Cc (C0, DEL, C1) and Cs (surrogates) except tab/newline/return, plus the invisible controls.
 _CONTROLS: Final = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff" + "".join(sorted(_INVISIBLE_CONTROLS)) + "]"
@@ -115,9 +117,11 @@ def _strip_controls(text: str) -> str:
     """Drop C0/C1 controls, lone surrogates and bidi overrides; keep tab, newline and carriage return.
 
     Lone surrogates would make the event impossible to encode as UTF-8; other controls are invisible in pages
-    but break feeds (XML 1.0 forbids them). One compiled character class: this runs on every body.
+    but break feeds (XML 1.0 forbids them). One compiled character class: this runs on every body. Every
+    character it removes is unprintable (checked over all of Unicode in tests/unit/test_sanitize.py), so
+    printable text, which one C scan tells, is returned as it is.
     """
-    return _CONTROLS.sub("", text)
+    return text if text.isprintable() else _CONTROLS.sub("", text)
 
 
 def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
@@ -258,8 +262,11 @@ def _fast_text_blocks(markup: str, *, skip_figures: bool) -> tuple[str, ...] | N
     figure_depth = 0
 
     def end_block() -> None:
-        lines = [_collapse_whitespace(line) for line in html.unescape("".join(current)).split("\n")]
-        text = "\n".join(line for line in lines if line)
+        text = html.unescape("".join(current))
+        if "\n" in text:  # a <br> (or &#10;): one line each
+            text = "\n".join(line for line in map(_collapse_whitespace, text.split("\n")) if line)
+        else:
+            text = _collapse_whitespace(text)
         if text:
             blocks.append(text)
         current.clear()
@@ -332,13 +339,27 @@ def make_excerpt(text: str, max_words: int = 55) -> str:
 def word_count(text: str) -> int:
     """Words are whitespace-separated tokens holding at least one letter or digit (a lone dash is not a word).
 
-    ASCII text is counted in bytes: deleting every character that is neither a word character nor a separator
-    empties exactly the tokens that are not words, and `split` then counts the rest in C. This runs on every body.
+    Counted in UTF-8 bytes, because this runs on every body: deleting every ASCII character that is neither a
+    word character nor a separator empties the ASCII tokens that are not words, and `split` counts the rest in
+    C. What is left to judge is the few runs of non-ASCII characters: a run that is a whole token and holds no
+    word character ("—") is not a word. A run holding a separator that bytes do not split on (a no-break
+    space) sends the text to the plain token-by-token count.
     """
+    kept = text.encode("utf-8", "surrogatepass").translate(_ASCII_SEPARATORS, _ASCII_NOT_WORD)
+    count = len(kept.split())
     if text.isascii():
-        return len(text.encode("ascii").translate(_ASCII_SEPARATORS, _ASCII_NOT_WORD).split())
-    search = _WORD_CHARACTER.search
-    return sum(1 for token in text.split() if token.isalnum() or search(token))
+        return count
+    end = len(kept)
+    for run in _NON_ASCII_RUN.finditer(kept):
+        characters = run.group().decode("utf-8", "surrogatepass")
+        if not characters.isprintable() and any(c.isspace() for c in characters):
+            search = _WORD_CHARACTER.search
+            return sum(1 for token in text.split() if token.isalnum() or search(token))
+        start, stop = run.span()
+        whole_token = (start == 0 or kept[start - 1] in _ASCII_SPACE) and (stop == end or kept[stop] in _ASCII_SPACE)
+        if whole_token and not _WORD_CHARACTER.search(characters):
+            count -= 1
+    return count
 
 
 def reading_minutes(words: int, wpm: int = 230) -> int:

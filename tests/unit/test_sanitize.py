@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.sanitize import (
+    _CONTROLS,
     EXTERNAL_LINK_REL,
     _collapse_scanned,
     _collapse_whitespace,
@@ -367,6 +368,18 @@ def test_word_count_agrees_with_the_token_definition(text: str) -> None:
     assert word_count(text) == _word_count_by_token(text)
 
 
+@settings(max_examples=400)
+@given(st.text(alphabet=st.sampled_from(list(" \t\n\xa0\u2003\u3000\x1c\x85—–’“é日_a1.,-£\U0001f389"))))
+def test_word_count_judges_non_ascii_runs_like_the_token_definition(text: str) -> None:
+    """Dashes and quotes standing alone, words with accents or in other scripts, no-break spaces."""
+    assert word_count(text) == _word_count_by_token(text)
+
+
+def test_word_count_of_non_ascii_text() -> None:
+    assert word_count("Russia’s war — a “long” one, £5bn… 日本 é") == 8
+    assert word_count("a\xa0—\xa0b") == 2  # no-break spaces separate words as str.split does
+
+
 def test_word_count_of_ascii_counts_separators_and_underscores_like_str_split() -> None:
     assert word_count("a\x1cb\x1fc") == 3
     assert word_count("_ - -- ... snake_case") == 2
@@ -409,3 +422,13 @@ def test_whitespace_is_collapsed_like_split_and_join_for_every_character() -> No
 @given(st.text(alphabet=st.sampled_from(list(" \t\n\xa0\u2003\u3000\x1cab."))))
 def test_whitespace_collapsing_matches_split_and_join(text: str) -> None:
     assert _collapse_whitespace(text) == " ".join(text.split())
+
+
+def test_every_stripped_control_is_unprintable() -> None:
+    """`_strip_controls` returns printable text untouched: that is only sound if no control is printable."""
+    printable_controls = [
+        hex(code_point)
+        for code_point in range(sys.maxunicode + 1)
+        if _CONTROLS.match(chr(code_point)) and chr(code_point).isprintable()
+    ]
+    assert printable_controls == []
