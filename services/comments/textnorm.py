@@ -57,7 +57,6 @@ _LEET_CHARS = frozenset(_LEET)
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
 
 
-
 @functools.cache
 def _fold_table() -> dict[int, str | None]:
     """One translation table that drops marks and invisible characters and maps look-alike letters.
