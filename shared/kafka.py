@@ -20,8 +20,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import redis.exceptions
-from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
 from aiokafka.partitioner import murmur2
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
@@ -189,6 +196,23 @@ def record_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
         except UnicodeDecodeError:
             continue
     return headers
+
+
+async def committed_offsets(
+    admin: AIOKafkaAdminClient, group: str, partitions: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The group's committed offset for each partition (-1 where it committed none).
+
+    Asks for the partitions by name, because a coordinator still loading its offsets (right after a broker
+    starts) answers with a group-level error and no partitions, which aiokafka returns as an empty answer:
+    read as "this group never consumed", it would make a restarted publisher skip rebuilding an empty Redis.
+    An answer that lacks a partition raises a retriable error instead.
+    """
+    answer = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
+    missing = [tp for tp in partitions if tp not in answer]
+    if missing:
+        raise CoordinatorLoadInProgressError(f"{group}: offsets for {len(answer)} of {len(partitions)} partitions")
+    return {tp: answer[tp].offset for tp in partitions}
 
 
 def direct_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, for_code
 
 from services.publisher.comment_edge import install_comment_edge
 from services.publisher.config import PublisherSettings
@@ -14,9 +15,10 @@ from services.publisher.live import LiveSite
 from services.publisher.pagecache import PageCache
 from services.publisher.rebuild import projector_factory, rebuild_site, site_config
 from services.publisher.web import PreparedPage, ReaderApp
+from shared import topics
 from shared.cli import client_options
 from shared.http import ServiceApp
-from shared.kafka import group_id
+from shared.kafka import committed_offsets, group_id, topic_name
 from shared.logging import get_logger
 from shared.service import build_runtime
 
@@ -53,17 +55,23 @@ def create_app(settings: PublisherSettings | None = None) -> tuple[ServiceApp, R
             log.exception("automatic rebuild failed")
 
     async def log_has_history() -> bool:
-        """True when this group already consumed the log: Redis lost the site while the log kept it.
+        """True when this group already consumed articles: Redis lost the site while the log kept it.
 
-        A new or just restarted broker may not coordinate groups yet: that is retried, like any other
-        temporary broker error, rather than ending the process."""
+        A new or just restarted broker may not coordinate groups yet (it loads their offsets first): that is
+        retried, like any other temporary broker error, rather than read as "never consumed" or ending the
+        process."""
+        articles = topic_name(settings, topics.ARTICLES)
         delay = 0.2
         for _ in range(60):
             admin = AIOKafkaAdminClient(**client_options(settings))
             try:
                 await admin.start()
-                offsets = await admin.list_consumer_group_offsets(group_id(settings, SERVICE))
-                return any(meta.offset > 0 for meta in offsets.values())
+                described = (await admin.describe_topics([articles]))[0]
+                if described["error_code"]:
+                    raise for_code(described["error_code"])(f"cannot describe {articles}")
+                partitions = [TopicPartition(articles, p["partition"]) for p in described["partitions"]]
+                offsets = await committed_offsets(admin, group_id(settings, SERVICE), partitions)
+                return any(offset > 0 for offset in offsets.values())
             except (KafkaError, OSError) as exc:
                 retriable = getattr(exc, "retriable", True)
                 if not retriable:
