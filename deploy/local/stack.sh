@@ -81,8 +81,19 @@ status() {
   "$here/redis.sh" status && echo "redis      ready" || echo "redis      stopped"
 }
 
+stop_on_signal() {
+  # Ctrl-C, kill, or the terminal closing (HUP). Once the terminal is gone every write to it fails: the rest of
+  # the output goes to a log file, and no failure (set -e) may cut the stop short.
+  trap - INT TERM HUP
+  trap '' PIPE  # a pipe whose reader went with the Ctrl-C (make run | tee): fail the write, not the stop
+  set +e
+  { echo; echo "stack: stopping..."; } 2>/dev/null || exec >>"$RUN_DIR/logs/stack-stop.log" 2>&1
+  down
+  exit 0
+}
+
 run() {
-  trap 'echo; echo "stack: stopping..."; down; exit 0' INT TERM
+  trap stop_on_signal INT TERM HUP
   up
   "$PY" -m shared.cli drafts post "$repo/tests/fixtures/seed_draft.json" >/dev/null
   "$PY" -m shared.cli drafts post "$repo/tests/fixtures/sample_drafts" >/dev/null
