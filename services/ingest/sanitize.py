@@ -98,6 +98,7 @@ _VOID_TAGS: Final[frozenset[str]] = frozenset(
 )
 _HIDDEN_CONTENT_TAGS: Final[frozenset[str]] = frozenset(_DROPPED_WITH_CONTENT - _VOID_TAGS)
 _FIGURE_TAGS: Final[frozenset[str]] = frozenset({"figure", "figcaption", "table", "caption"})
+_FIGURE_OPENERS: Final = tuple(f"<{tag}" for tag in sorted(_FIGURE_TAGS))
 _TRAILING_PUNCTUATION: Final = ".,;:-–—([{\"'“‘/"
 _WORD_CHARACTER: Final = re.compile(r"\w")
 # For counting words in ASCII text as bytes: str.split also splits on the separators \x1c-\x1f, bytes.split not.
@@ -294,7 +295,7 @@ def _fast_text_blocks(markup: str, *, skip_figures: bool) -> tuple[str, ...] | N
 
 
 def _text_blocks(markup: str, *, skip_figures: bool = False) -> list[str]:
-    if skip_figures and not any(f"<{tag}" in markup for tag in _FIGURE_TAGS):
+    if skip_figures and not any(opener in markup for opener in _FIGURE_OPENERS):
         skip_figures = False  # nothing to skip: share the cached scan
     fast = _fast_text_blocks(markup, skip_figures=skip_figures)
     if fast is not None:
