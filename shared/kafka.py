@@ -239,6 +239,11 @@ class Outbox:
     after_flush: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     scratch: dict[str, Any] = field(default_factory=dict)
     """Batch-local state a handler keeps between records of one batch (cleared with the batch)."""
+    _producer: AIOKafkaProducer | None = field(init=False, repr=False)
+    """`direct_producer(broker)`, looked up once per batch rather than per record."""
+
+    def __post_init__(self) -> None:
+        self._producer = direct_producer(self.broker)
 
     async def send(
         self,
@@ -250,9 +255,8 @@ class Outbox:
         """Produce without waiting; `target` is a declared publisher (documented in AsyncAPI) or a topic."""
         payload = value if isinstance(value, bytes) else value.model_dump_json().encode()
         all_headers = {"content-type": "application/json", **(headers or {})}
-        producer = direct_producer(self.broker)
-        if producer is not None:
-            future = await producer.send(
+        if self._producer is not None:
+            future = await self._producer.send(
                 target if isinstance(target, str) else target.topic,
                 payload,
                 key=key.encode(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import random
 import sys
 from typing import Any, Literal
 
@@ -105,6 +106,14 @@ def configure_logging(
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+
+
+def new_trace_id() -> str:
+    """A trace id for a journey that arrives without one: 128 random bits in hex, like a W3C trace-id.
+
+    It correlates log lines, it guards nothing, so the process's PRNG will do: no system call per draft.
+    """
+    return f"{random.getrandbits(128):032x}"
 
 
 def get_logger(name: str) -> Any:

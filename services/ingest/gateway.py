@@ -19,7 +19,7 @@ from services.ingest.intake import decode_draft
 from shared import topics
 from shared.http import Request, Response, Router, json_response, problem
 from shared.kafka import Reject, topic_name
-from shared.logging import get_logger
+from shared.logging import get_logger, new_trace_id
 
 log = get_logger(__name__)
 
@@ -73,7 +73,7 @@ class Gateway:
             headers={
                 "content-type": "application/json",
                 "receipt": receipt,
-                "trace-id": uuid.uuid4().hex,
+                "trace-id": new_trace_id(),
                 "received-at": f"{time.time():.6f}",
             },
         )

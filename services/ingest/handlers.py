@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +16,7 @@ from services.ingest.recovery import StateRecovery
 from shared import topics
 from shared.contracts import NinjsDraft
 from shared.kafka import BatchRunner, Outbox, Reject, record_headers, subscribe, topic_name
-from shared.logging import get_logger
+from shared.logging import get_logger, new_trace_id
 
 SERVICE = "ingest"
 PREPARE_MAX_BYTES = 256 * 1024
@@ -30,7 +29,7 @@ def journey_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
     received_at = incoming.get("received-at") or f"{record.timestamp / 1000 if record.timestamp else time.time():.6f}"
     return {
         "receipt": receipt,
-        "trace-id": incoming.get("trace-id") or f"{random.getrandbits(128):032x}",
+        "trace-id": incoming.get("trace-id") or new_trace_id(),
         "received-at": received_at,
         "draft-partition": str(record.partition),
         "draft-offset": str(record.offset),

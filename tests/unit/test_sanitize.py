@@ -364,7 +364,7 @@ def _word_count_by_token(text: str) -> int:
 @settings(max_examples=400)
 @given(st.text(alphabet=st.characters(max_codepoint=127)) | st.text())
 def test_word_count_agrees_with_the_token_definition(text: str) -> None:
-    """ASCII text is counted as bytes, the rest token by token: both must count the same words."""
+    """Counting in bytes must give the token-by-token count, for ASCII and for any other text."""
     assert word_count(text) == _word_count_by_token(text)
 
 
