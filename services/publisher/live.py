@@ -42,6 +42,19 @@ async def read_namespaces(client: aioredis.Redis, keys: SiteKeys) -> tuple[str, 
     return (active.decode() if active else keys.base), (rebuilding.decode() if rebuilding else None)
 
 
+async def woken(event: asyncio.Event, seconds: float) -> None:
+    """Wait until `event` is set or `seconds` pass, and let a cancellation through in every case.
+
+    `asyncio.wait_for` (Python 3.11) returns normally when the task is cancelled in the same turn of the loop
+    as the event is set, swallowing the cancellation: a batch noting pending lists just as the publisher
+    stopped left this loop running, and shutdown waited out its whole grace period. `asyncio.timeout` only turns
+    its own expiry into TimeoutError.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 class LiveSite:
     def __init__(
         self,
@@ -134,8 +147,7 @@ class LiveSite:
         sitemap is also rendered on a clock, so stories leave it when they turn 48 hours old."""
         news_due = 0.0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.pending.wait(), timeout=poll_seconds)
+            await woken(self.pending, poll_seconds)
             self.pending.clear()
             try:
                 for projector in self.writers():
