@@ -6,13 +6,111 @@ Every key starts with the deployment's namespace, and keys that one script touch
 
 from __future__ import annotations
 
-from typing import cast
+import asyncio
+from typing import Any, cast
 
+import hiredis
 import redis.asyncio as aioredis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError, ResponseError
+from redis.typing import EncodableT
 
 from shared.settings import ServiceSettings
+
+
+class HiredisCommands:
+    """What Broadsheet's Redis connections change in redis-py's asyncio connection: commands are packed in C and a
+    reply that has already arrived is taken without arming a read timeout.
+
+    The consumers send their Redis work as pipelines of hundreds of commands per batch (about five per comment,
+    three per draft). redis-py's asyncio connection packs every argument in Python and wraps every reply read in
+    its own `asyncio.timeout`, even when the reply is already in the buffer; together that was the largest single
+    cost of moderating a comment. redis-py's sync client already packs with `hiredis.pack_command`, which writes
+    the same bytes (tests/unit/test_redis_connection.py compares them); a read that has to wait for the server
+    still runs under `socket_timeout`, so a hung Redis still fails the call instead of blocking a consumer.
+    Both paths lean on redis-py internals (the hiredis parser's reader) and fall back to redis-py's own code
+    whenever they do not hold: a parser other than hiredis, a disconnected parser, a reply not yet here.
+    """
+
+    _parser: Any
+    protocol: Any
+    health_check_interval: float
+    next_health_check: float
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        command = args[0]
+        if isinstance(command, str):
+            args = (*command.encode().split(), *args[1:])
+        elif isinstance(command, bytes) and b" " in command:
+            args = (*command.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(cast(Any, args))]  # its stub types a tuple of one item
+        except TypeError:
+            pass
+        try:  # hiredis takes bytes, str, int, float and memoryview; redis-py also takes a bytearray
+            return [hiredis.pack_command(cast(Any, tuple(bytes(a) if isinstance(a, bytearray) else a for a in args)))]
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
+
+    async def read_response(
+        self,
+        disable_decoding: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (redis-py's signature)
+        *,
+        disconnect_on_error: bool = True,
+        push_request: bool | None = False,
+    ) -> Any:
+        parser: Any = self._parser
+        if timeout is None and not push_request and type(parser) is _AsyncHiredisParser and parser._connected:
+            reader: Any = parser._reader
+            reply = reader.gets(False) if disable_decoding else reader.gets()
+            if reply is not NOT_ENOUGH_DATA:  # a whole reply was buffered, and it has now been taken
+                if parser._hiredis_PushNotificationType is not None and isinstance(
+                    reply, parser._hiredis_PushNotificationType
+                ):
+                    await parser.handle_push_response(reply)
+                    return await self.read_response(disable_decoding, disconnect_on_error=disconnect_on_error)
+                return await self._buffered(reply, disconnect_on_error)
+        return await super().read_response(  # type: ignore[misc]
+            disable_decoding, timeout, disconnect_on_error=disconnect_on_error, push_request=push_request
+        )
+
+    async def _buffered(self, reply: Any, disconnect_on_error: bool) -> Any:
+        """The checks redis-py's hiredis parser and connection make on a reply, in the same order."""
+        if isinstance(reply, RedisConnectionError) or (
+            isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError)
+        ):
+            if disconnect_on_error:
+                await cast(Connection, self).disconnect(nowait=True)
+            raise reply if isinstance(reply, RedisConnectionError) else reply[0]
+        if self.health_check_interval:
+            self.next_health_check = asyncio.get_running_loop().time() + self.health_check_interval
+        if isinstance(reply, ResponseError):
+            raise reply from None
+        return reply
+
+
+class HiredisConnection(HiredisCommands, Connection):
+    pass
+
+
+class HiredisSSLConnection(HiredisCommands, SSLConnection):
+    pass
+
+
+class HiredisUnixConnection(HiredisCommands, UnixDomainSocketConnection):
+    pass
+
+
+HIREDIS_CONNECTIONS: dict[type[Any], type[Any]] = {
+    Connection: HiredisConnection,
+    SSLConnection: HiredisSSLConnection,
+    UnixDomainSocketConnection: HiredisUnixConnection,
+}
 
 
 def make_redis(settings: ServiceSettings, *, pool_size: int = 32) -> aioredis.Redis:
@@ -27,6 +125,8 @@ def make_redis(settings: ServiceSettings, *, pool_size: int = 32) -> aioredis.Re
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
         retry_on_error=[ConnectionError, TimeoutError],
     )
+    # The URL picks TCP, TLS (rediss://) or a Unix socket; each gets its hiredis-packing variant.
+    pool.connection_class = HIREDIS_CONNECTIONS.get(pool.connection_class, pool.connection_class)
     return aioredis.Redis(connection_pool=pool, decode_responses=False)
 
 
