@@ -74,12 +74,20 @@ async def test_pipeline_replies_match_redis_pys_own_connection(infra: dict[str, 
 
 
 @contextlib.asynccontextmanager
-async def muting_proxy(redis_port: int, muted: asyncio.Event) -> AsyncIterator[int]:
-    """A TCP proxy to Redis that stops passing Redis's replies on once `muted` is set (a hung server)."""
+async def muting_proxy(
+    redis_port: int, muted: asyncio.Event, deaf: asyncio.Event | None = None
+) -> AsyncIterator[int]:
+    """A TCP proxy to Redis that stops passing Redis's replies on once `muted` is set (a hung server), and stops
+    reading what the client sends once `deaf` is set (a server whose socket buffer is full)."""
 
     async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, replies: bool) -> None:
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            while data := await reader.read(65536):
+            while True:
+                if not replies and deaf is not None and deaf.is_set():
+                    await asyncio.sleep(3600)
+                data = await reader.read(65536)
+                if not data:
+                    break
                 if replies and muted.is_set():
                     continue
                 writer.write(data)
@@ -136,3 +144,51 @@ def test_make_redis_keeps_the_transport_the_url_names(url: str, stock_class: typ
     client = make_redis(ServiceSettings(redis_url=url))  # type: ignore[arg-type]
     assert client.connection_pool.connection_class is ours
     assert issubclass(ours, stock_class)
+
+
+async def test_a_server_that_stops_reading_times_the_write_out(infra: dict[str, str]) -> None:
+    muted, deaf = asyncio.Event(), asyncio.Event()
+    redis_port = int(infra["redis"].rsplit(":", 1)[1].split("/")[0])
+    async with muting_proxy(redis_port, muted, deaf) as port:
+        pool = aioredis.ConnectionPool(
+            connection_class=HiredisConnection, host="127.0.0.1", port=port, socket_timeout=0.5
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        try:
+            assert await client.ping()
+            deaf.set()
+            started = time.monotonic()
+            with pytest.raises(RedisTimeoutError, match="writing"):
+                await asyncio.wait_for(client.set("test:conn:deaf", b"x" * (64 << 20)), 10)
+            assert time.monotonic() - started < 5
+        finally:
+            await client.aclose()
+
+
+async def commands_for_ever(client: aioredis.Redis) -> None:
+    while True:
+        async with client.pipeline(transaction=False) as pipe:
+            for n in range(20):
+                pipe.hget("test:conn:cancel", f"f{n}")
+            await pipe.execute()
+        await client.get("test:conn:cancel")
+
+
+async def test_a_cancelled_task_stops_wherever_the_cancel_lands(infra: dict[str, str]) -> None:
+    """redis-py's own write (asyncio.wait_for on Python 3.11) loses a cancellation that lands as a write
+    completes; the task then carries on, which kept a stopping publisher alive through its grace period."""
+    client = make_redis(ServiceSettings(redis_url=infra["redis"]))  # type: ignore[arg-type]
+    carried_on = 0
+    try:
+        for n in range(150):
+            task = asyncio.create_task(commands_for_ever(client))
+            await asyncio.sleep((n % 50) * 0.00005)  # cancels spread over the sends and reads of the stream
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=1.0)
+            if not done:
+                carried_on += 1
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+    finally:
+        await client.aclose()
+    assert carried_on == 0, f"{carried_on} of 150 cancelled tasks carried on"
