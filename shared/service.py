@@ -3,8 +3,11 @@ batch runner with its dead-letter topic, and the HTTP router with health, readin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from faststream.asgi import AsgiFastStream
@@ -17,6 +20,31 @@ from shared.redis import make_redis, redis_ready
 from shared.settings import ServiceSettings
 
 Hook = Callable[[], Awaitable[None]]
+log = get_logger(__name__)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None, *, within: float = 5.0) -> bool:
+    """Cancel a background task and wait until it has ended, cancelling it again while it carries on.
+
+    A cancellation can be lost inside a library (on Python 3.11, `asyncio.wait_for` drops one that lands just as
+    its inner await completes), and a shutdown that cancels once and then awaits the task waits for ever.
+    Gives up after `within` seconds, with a warning naming the task; returns whether the task ended.
+    """
+    if task is None:
+        return True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            log.warning("background task did not stop", task=task.get_name())
+            return False
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(0.25, remaining))
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.result()  # retrieved, so asyncio does not report it as never retrieved
+    return True
 
 
 @dataclass

@@ -7,7 +7,6 @@ moderator actions); decisions go to the decisions topic and surge notices to the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -23,7 +22,7 @@ from shared import topics
 from shared.http import ServiceApp
 from shared.kafka import Outbox, consumer_options, records_of, topic_name
 from shared.logging import get_logger
-from shared.service import build_runtime
+from shared.service import build_runtime, cancel_and_wait
 
 SERVICE = "comments"
 log = get_logger(__name__)
@@ -79,11 +78,7 @@ def create_app(settings: CommentsSettings | None = None) -> ServiceApp:
         ticker["task"] = asyncio.create_task(tick_forever())
 
     async def stop_ticker() -> None:
-        task = ticker.pop("task", None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(ticker.pop("task", None))
 
     runtime.on_startup.append(start_ticker)
     runtime.on_shutdown.insert(0, stop_ticker)

@@ -8,7 +8,6 @@ mid-release, the story becomes due again when the lease runs out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from faststream.kafka import KafkaBroker
@@ -18,6 +17,7 @@ from services.ingest.intake import decode_draft
 from services.ingest.state import IngestStore
 from shared.kafka import TRANSIENT_ERRORS, Outbox, Reject
 from shared.logging import get_logger
+from shared.service import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -39,10 +39,7 @@ class EmbargoReleaser:
         self._task = asyncio.create_task(self._run(), name="embargo-releaser")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

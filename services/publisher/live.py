@@ -21,6 +21,7 @@ from services.publisher.project import Projector
 from services.publisher.site import SiteConfig
 from services.publisher.store import PublisherStore
 from shared.logging import get_logger
+from shared.service import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -108,10 +109,7 @@ class LiveSite:
 
     async def stop(self) -> None:
         for task in (self._task, self._render_task, self._rebuild_task):
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(task)
 
     async def refresh(self) -> None:
         active, rebuilding = await read_namespaces(self.redis, self.keys)

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
 from shared.logging import get_logger
+from shared.service import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -131,10 +132,7 @@ class PageCache(Generic[T]):
         self._task = asyncio.create_task(self._listen_forever(), name="page-cache-invalidation")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._close_connections()
 
     async def _close_connections(self) -> None:

@@ -10,7 +10,6 @@ The ASGI lifespan (Kafka consumers, Redis) is driven here too, and SIGTERM drain
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections import deque
 from collections.abc import MutableMapping
@@ -210,8 +209,38 @@ class Lifespan:
     async def shutdown(self, grace_seconds: float) -> None:
         await self.messages.put({"type": "lifespan.shutdown"})
         assert self.task is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait({self.stopped, self.task}, timeout=grace_seconds, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {self.stopped, self.task}, timeout=grace_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            log.warning("shutdown grace period over; still running", tasks=running_tasks())
+
+
+def running_tasks() -> list[str]:
+    """Each unfinished task with where it waits: what an operator needs when a stop takes too long."""
+    described = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        chain: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(chain) < 12:  # the await chain, outermost first
+            frame = (
+                getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+                or getattr(awaited, "ag_frame", None)
+            )
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
+            following = (
+                getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+                or getattr(awaited, "ag_await", None)
+            )
+            generator = getattr(frame.f_locals.get("self"), "gen", None) if frame is not None else None
+            if getattr(generator, "ag_frame", None) is not None:  # `async with` over an async generator
+                following = generator
+            awaited = following
+        described.append(f"{task.get_name()}: {' -> '.join(chain)}")
+    return described
 
 
 class PublisherServer:

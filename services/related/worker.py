@@ -43,6 +43,7 @@ from shared.contracts import (
 from shared.kafka import BatchRunner, Outbox, group_id, partition_for, topic_name, topic_partitions
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES
+from shared.service import cancel_and_wait
 
 log = get_logger(__name__)
 SERVICE = "related"
@@ -161,8 +162,7 @@ class RelatedWorker:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
         for consumer in self._consumers:
             with contextlib.suppress(Exception):
                 await consumer.stop()
