@@ -55,6 +55,11 @@ _LEET_CHARS = frozenset(_LEET)
 # Unicode categories dropped before matching: combining marks (accents, "zalgo" stacks) and format
 # characters (zero-width space and joiner, soft hyphen, bidi controls, byte-order mark).
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
+TEXT_CACHE_SIZE = 4096
+"""Texts remembered by `fold`, `tokens` and `canonical_text`. The comments consumer reads a whole batch
+(up to 500 comments) before deciding any of it, and each comment leaves three or four forms (body, name,
+plain body, body without links): the caches must hold a batch's worth, or the first reading of a text is
+evicted before its checks ask again. At most 5,000 characters a body, this bounds them to tens of MB."""
 
 
 @functools.cache
@@ -73,7 +78,7 @@ def _fold_table() -> dict[int, str | None]:
     return table
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=TEXT_CACHE_SIZE)
 def fold(text: str) -> str:
     """Return the matching form of `text`: compatibility-normalized, case-folded, accents and invisible
     characters dropped, look-alike letters mapped to Latin.
@@ -117,7 +122,7 @@ def tokens(text: str, *, leetspeak: bool = True) -> list[str]:
     return list(_token_tuple(text, leetspeak))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=TEXT_CACHE_SIZE)
 def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
     """`tokens`, cached: the banned and the suspect list read the same comment, body and name."""
     folded = fold(text)
@@ -132,7 +137,7 @@ def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
     return tuple(words)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=TEXT_CACHE_SIZE)
 def canonical_text(text: str) -> str:
     """Folded text with runs of whitespace collapsed to one space and the ends trimmed.
 
@@ -160,7 +165,7 @@ class PhraseMatcher:
     failure links keep the scan linear even with overlapping phrases.
     """
 
-    __slots__ = ("_entries", "_fail", "_goto", "_leetspeak", "_outputs", "_single")
+    __slots__ = ("_entries", "_fail", "_goto", "_leetspeak", "_outputs", "_single", "_vocabulary")
 
     def __init__(self, entries: Iterable[str], *, leetspeak: bool = True) -> None:
         self._leetspeak = leetspeak
@@ -180,6 +185,8 @@ class PhraseMatcher:
                 self._add_phrase(words, entry)
         self._entries = tuple(entry_list)
         self._fail = self._build_failure_links()
+        self._vocabulary = frozenset(self._single) | frozenset(word for edges in self._goto for word in edges)
+        """Every word of every entry: a text that has none of them matches nothing (most texts, for most lists)."""
 
     def _add_phrase(self, words: Sequence[str], entry: str) -> None:
         node = 0
@@ -219,6 +226,8 @@ class PhraseMatcher:
     def find_in_tokens(self, words: Sequence[str]) -> list[Match]:
         """All entries found in an already tokenized text, in order of where they end."""
         found: list[Match] = []
+        if self._vocabulary.isdisjoint(words):
+            return found
         single = self._single
         goto = self._goto
         has_phrases = len(goto[0]) > 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.comments.textnorm import PhraseMatcher, canonical_text, fold, tokens
 
@@ -113,3 +115,24 @@ def test_matching_is_linear_in_text_length() -> None:
     short, long = steps(2_000), steps(20_000)
     assert long <= 2 * 20_000  # amortized: at most about one failure transition per word
     assert long / max(short, 1) < 12  # 10x the text, about 10x the work (quadratic would be ~100x)
+
+
+WORDS = st.sampled_from(["free", "money", "my", "channel", "check", "out", "now", "cash"])
+
+
+@given(
+    st.lists(st.lists(WORDS, min_size=1, max_size=3).map(" ".join), max_size=6),
+    st.lists(WORDS | st.sampled_from(["news", "today", "nice"]), max_size=30),
+)
+def test_matches_are_every_occurrence_of_every_entry(entries: list[str], words: list[str]) -> None:
+    """Against brute force: each entry at each position where its words end (none when no word is shared)."""
+    matcher = PhraseMatcher(entries, leetspeak=False)
+    expected = {
+        (end, entry)
+        for entry in dict.fromkeys(entries)
+        for end in range(len(words))
+        if words[max(0, end - len(entry.split()) + 1) : end + 1] == entry.split()
+    }
+    found = matcher.find_in_tokens(words)
+    assert {(m.end_token, m.entry) for m in found} == expected
+    assert [m.end_token for m in found] == sorted(m.end_token for m in found)
