@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -149,7 +150,6 @@ def reply_allowed(parent_status: CommentStatus | None, parent_depth: int, max_de
 
 
 _SHINGLE_WORDS = 3
-_MASK64 = (1 << 64) - 1
 _NUMBER_RE = re.compile(r"\d+")
 NEAR_KEY_PREFIX = "nd2:"
 
@@ -165,18 +165,16 @@ def near_identical_key(text: str) -> str:
     halves of a cryptographic hash), so each shingle is hashed once.
     """
     without_links = _LINK_RE.sub(" linkplaceholder ", text)
-    words = [_NUMBER_RE.sub("0", word) for word in tokens(without_links, leetspeak=False)]
+    # Tokens hold no spaces, so numbers are replaced in the joined text at once, never across two words.
+    words = _NUMBER_RE.sub("0", " ".join(tokens(without_links, leetspeak=False))).split()
     if len(words) < _SHINGLE_WORDS:
         whole = " ".join(words)
         return NEAR_KEY_PREFIX + hashlib.blake2b(whole.encode("utf-8"), digest_size=12).hexdigest()
-    shingles = {" ".join(words[i : i + _SHINGLE_WORDS]) for i in range(len(words) - _SHINGLE_WORDS + 1)}
-    digests = [
-        int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=16).digest(), "little")
-        for shingle in shingles
-    ]
-    low = min(digest & _MASK64 for digest in digests)
-    high = min(digest >> 64 for digest in digests)
-    return f"{NEAR_KEY_PREFIX}{low:016x}{high:016x}"
+    shingles = set(map(" ".join, zip(*(words[i:] for i in range(_SHINGLE_WORDS)), strict=False)))
+    digests = b"".join([hashlib.blake2b(shingle.encode("utf-8"), digest_size=16).digest() for shingle in shingles])
+    # Each digest as a little-endian 128-bit number: its low half is the first 8 bytes, its high half the last 8.
+    lows, highs = zip(*struct.iter_unpack("<QQ", digests), strict=True)
+    return f"{NEAR_KEY_PREFIX}{min(lows):016x}{min(highs):016x}"
 
 
 def _validate_form(submission: CommentSubmitted, policy: ModerationPolicy) -> tuple[str, ...]:

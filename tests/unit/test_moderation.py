@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from services.comments.moderation import (
+    _LINK_RE,
+    NEAR_KEY_PREFIX,
     ArticleState,
     Decision,
     ModerationContext,
@@ -26,6 +32,7 @@ from services.comments.moderation import (
     surge_signal,
 )
 from services.comments.spam import shipped_model
+from services.comments.textnorm import tokens
 from shared.contracts.comments import CommentSubmitted
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -435,3 +442,26 @@ def test_idle_articles_are_forgotten() -> None:
     detector.observe(ARTICLE, "approved", NOW)
     detector.tick(NOW + timedelta(minutes=6))
     assert detector.to_dict() == {"articles": {}}
+
+
+def _near_key_by_definition(text: str) -> str:
+    """`near_identical_key` as its docstring defines it, one shingle and one number at a time."""
+    words = [re.sub(r"\d+", "0", word) for word in tokens(_LINK_RE.sub(" linkplaceholder ", text), leetspeak=False)]
+    if len(words) < 3:
+        return NEAR_KEY_PREFIX + hashlib.blake2b(" ".join(words).encode(), digest_size=12).hexdigest()
+    shingles = {" ".join(words[i : i + 3]) for i in range(len(words) - 2)}
+    digests = [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=16).digest(), "little") for s in shingles]
+    low = min(d & ((1 << 64) - 1) for d in digests)
+    high = min(d >> 64 for d in digests)
+    return f"{NEAR_KEY_PREFIX}{low:016x}{high:016x}"
+
+
+NEAR_KEY_PIECES = st.sampled_from([*"ab Zé1 2x.!ß\u200b", " http://x.example/1 ", "www.", "١٢"])
+
+
+@given(st.lists(NEAR_KEY_PIECES, max_size=40).map("".join))
+@example("Earn $500 a day from home! Visit http://a.example/ref=1 now")
+@example("one two")
+@example("")
+def test_near_identical_key_is_its_definition(text: str) -> None:
+    assert near_identical_key(text) == _near_key_by_definition(text)
