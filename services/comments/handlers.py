@@ -53,6 +53,7 @@ from services.comments.store import (
     CommentRecord,
     CommentStore,
     Hasher,
+    HistoryEntry,
 )
 from services.comments.textnorm import canonical_text
 from shared.contracts.comments import (
@@ -402,7 +403,7 @@ class CommentPipeline:
             id=event.id,
             article_guid=event.article_guid,
             status=decision.status,
-            revision=0,
+            revision=1,
             reasons=reasons,
             actor="pipeline",
             decided_at=at,
@@ -417,7 +418,8 @@ class CommentPipeline:
             ip_hash=ip_hash,
             near_key=near_identical_key(event.body),
             spam_score=None if decision.spam_score is None else round(decision.spam_score, 4),
-        ).decided(decision.status, 1, "pipeline", at, reasons)
+            history=[HistoryEntry(1, decision.status, "pipeline", at, list(reasons))],
+        )
         await self._emit(outbox, record, now)
         batch.save(record, None)
 
