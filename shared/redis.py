@@ -33,14 +33,13 @@ class HiredisCommands:
     three per draft). redis-py's asyncio connection packs every argument in Python and wraps every reply read in
     its own `asyncio.timeout`, even when the reply is already in the buffer; together that was the largest single
     cost of moderating a comment. redis-py's sync client already packs with `hiredis.pack_command`, which writes
-    the same bytes (tests/unit/test_redis_connection.py compares them); a read that has to wait for the server
+    the same bytes (tests/unit/test_redis_packing.py compares them); a read that has to wait for the server
     still runs under `socket_timeout`, so a hung Redis still fails the call instead of blocking a consumer.
     Both paths lean on redis-py internals (the hiredis parser's reader) and fall back to redis-py's own code
     whenever they do not hold: a parser other than hiredis, a disconnected parser, a reply not yet here.
     """
 
     _parser: Any
-    protocol: Any
     health_check_interval: float
     next_health_check: float
 
