@@ -19,8 +19,9 @@ import re
 import sys
 import unicodedata
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Concatenate, ParamSpec, TypeVar, cast
 
 # Letters from Cyrillic, Greek and a few other blocks that render like a Latin letter. Only lower case is
 # needed: folding runs after casefold(). Accented forms are not listed because accents are stripped first.
@@ -55,11 +56,28 @@ _LEET_CHARS = frozenset(_LEET)
 # Unicode categories dropped before matching: combining marks (accents, "zalgo" stacks) and format
 # characters (zero-width space and joiner, soft hyphen, bidi controls, byte-order mark).
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
-TEXT_CACHE_SIZE = 4096
-"""Texts remembered by `fold`, `tokens` and `canonical_text`. The comments consumer reads a whole batch
-(up to 500 comments) before deciding any of it, and each comment leaves three or four forms (body, name,
-plain body, body without links): the caches must hold a batch's worth, or the first reading of a text is
-evicted before its checks ask again. At most 5,000 characters a body, this bounds them to tens of MB."""
+P = ParamSpec("P")
+R = TypeVar("R")
+TEXT_CACHE_SIZE = 2048
+MAX_CACHED_CHARS = 1000
+"""`fold`, `tokens` and `canonical_text` each remember their last `TEXT_CACHE_SIZE` texts of up to
+`MAX_CACHED_CHARS` characters. The comments consumer reads a whole batch (up to 500 comments) before deciding
+any of it, and each comment leaves two or three forms in each cache (body, name, body without markup or
+links): the caches must hold a batch's worth, or the first reading of a text is evicted before its checks ask
+again. Longer texts, rare in comments, are worked out each time: tokens of long texts are what made a cache
+heavy (2,048 texts of 5,000 characters in two-letter words took 268 MB); bounded this way, 55 MB at worst."""
+
+
+def _remembered(function: Callable[Concatenate[str, P], R]) -> Callable[Concatenate[str, P], R]:
+    cached = functools.lru_cache(maxsize=TEXT_CACHE_SIZE)(function)
+
+    def call(text: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if len(text) <= MAX_CACHED_CHARS:
+            return cached(text, *args, **cast(dict[str, Hashable], kwargs))
+        return function(text, *args, **kwargs)
+
+    call.__doc__ = function.__doc__
+    return call
 
 
 @functools.cache
@@ -78,7 +96,7 @@ def _fold_table() -> dict[int, str | None]:
     return table
 
 
-@functools.lru_cache(maxsize=TEXT_CACHE_SIZE)
+@_remembered
 def fold(text: str) -> str:
     """Return the matching form of `text`: compatibility-normalized, case-folded, accents and invisible
     characters dropped, look-alike letters mapped to Latin.
@@ -122,7 +140,7 @@ def tokens(text: str, *, leetspeak: bool = True) -> list[str]:
     return list(_token_tuple(text, leetspeak))
 
 
-@functools.lru_cache(maxsize=TEXT_CACHE_SIZE)
+@_remembered
 def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
     """`tokens`, cached: the banned and the suspect list read the same comment, body and name."""
     folded = fold(text)
@@ -137,7 +155,7 @@ def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
     return tuple(words)
 
 
-@functools.lru_cache(maxsize=TEXT_CACHE_SIZE)
+@_remembered
 def canonical_text(text: str) -> str:
     """Folded text with runs of whitespace collapsed to one space and the ends trimmed.
 
