@@ -67,6 +67,7 @@ from shared.contracts.comments import (
 )
 from shared.kafka import Outbox, Reject
 from shared.logging import get_logger
+from shared.redis import CommandBatch, pairs
 
 log = get_logger(__name__)
 
@@ -279,24 +280,24 @@ class CommentPipeline:
         new_surge = [g for g in guids if g not in self.surge_loaded]
         buckets = self._recent_buckets(submissions)
         recent_fields = [f"e:{h}" for h in email_hashes] + [f"i:{h}" for h in ip_hashes if h is not None]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for comment_id in record_ids:
-                pipe.hget(store.record_key(comment_id), "data")
-            for guid in guids:
-                pipe.hgetall(store.article_key(guid))
-            pipe.hgetall(store.section_premod_key())
-            for email_hash, member in zip(email_hashes, members, strict=True):
-                pipe.hmget(store.author_key(email_hash), ["approved", member])
-            if submissions:
-                for bucket in buckets:
-                    pipe.hmget(store.recent_key(bucket), recent_fields)
-                pipe.smismember(store.bans_key("email"), email_hashes)
-                known_ips = [h for h in ip_hashes if h is not None]
-                if known_ips:
-                    pipe.smismember(store.bans_key("ip"), known_ips)
-            for guid in new_surge:
-                pipe.get(store.surge_key(guid))
-            replies = iter(await pipe.execute())
+        batch = CommandBatch()
+        for comment_id in record_ids:
+            batch.command("HGET", store.record_key(comment_id), "data")
+        for guid in guids:
+            batch.command("HGETALL", store.article_key(guid), reply=pairs)
+        batch.command("HGETALL", store.section_premod_key(), reply=pairs)
+        for email_hash, member in zip(email_hashes, members, strict=True):
+            batch.command("HMGET", store.author_key(email_hash), "approved", member)
+        if submissions:
+            for bucket in buckets:
+                batch.command("HMGET", store.recent_key(bucket), *recent_fields)
+            batch.command("SMISMEMBER", store.bans_key("email"), *email_hashes)
+            known_ips = [h for h in ip_hashes if h is not None]
+            if known_ips:
+                batch.command("SMISMEMBER", store.bans_key("ip"), *known_ips)
+        for guid in new_surge:
+            batch.command("GET", store.surge_key(guid))
+        replies = iter(await batch.execute(self.redis))
         for comment_id in record_ids:
             raw = next(replies)
             result.records[comment_id] = CommentRecord.from_json(raw) if raw else None
@@ -571,23 +572,24 @@ class CommentPipeline:
             await outbox.send(self.alerts_topic, change.article_guid, self.alert(change))
             log.warning("comment surge", guid=change.article_guid, state=change.state, reason=change.reason)
         await outbox.flush()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for change in changes:
-                flag = "1" if change.state == "on" else "0"
-                pipe.hset(self.store.article_key(change.article_guid), "premoderated", flag)
-            self._save_surge(pipe, set(self.surge_loaded))
-            await pipe.execute()
+        batch = CommandBatch()
+        for change in changes:
+            flag = "1" if change.state == "on" else "0"
+            batch.command("HSET", self.store.article_key(change.article_guid), "premoderated", flag)
+        self._save_surge(batch, set(self.surge_loaded))
+        await batch.execute(self.redis)
         return changes
 
-    def _save_surge(self, pipe: Any, guids: set[str]) -> None:
+    def _save_surge(self, batch: CommandBatch, guids: set[str]) -> None:
         states = self.surge.to_dict()["articles"]
         for guid in sorted(guids):
             state = states.get(guid)
             if state is None:
-                pipe.delete(self.store.surge_key(guid))
+                batch.command("DEL", self.store.surge_key(guid))
                 self.surge_loaded.discard(guid)
             else:
-                pipe.set(self.store.surge_key(guid), json.dumps(state, separators=(",", ":")), ex=SURGE_TTL_SECONDS)
+                encoded = json.dumps(state, separators=(",", ":"))
+                batch.command("SET", self.store.surge_key(guid), encoded, "EX", SURGE_TTL_SECONDS)
 
     # --- writes -------------------------------------------------------------------------------------------
 
@@ -615,40 +617,41 @@ class CommentPipeline:
         near: dict[str, list[str]] = {}
         for record in batch.created.values():
             near.setdefault(record.near_key, []).append(record.id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for email_hash, fields in authors.items():
-                pipe.hset(store.author_key(email_hash), items=[part for pair in fields.items() for part in pair])
-            for bucket, fields in recent.items():
-                pipe.hset(store.recent_key(bucket), items=[part for pair in fields.items() for part in pair])
-                pipe.expire(store.recent_key(bucket), recent_ttl)
-            for status in STATUSES:
-                stale = [r.id for r in moved if r.status != status]
-                if stale:
-                    pipe.zrem(store.queue_key(status), *stale)
-            for status, members in enqueue.items():
-                pipe.zadd(store.queue_key(status), members)
-                if status in TRIMMED_QUEUES:
-                    pipe.zremrangebyrank(store.queue_key(status), 0, -QUEUE_KEEP - 1)
-            for key, ids in near.items():
-                pipe.sadd(store.near_key(key), *ids)
-            for comment_id in batch.clear_reporters:
-                pipe.delete(store.reporters_key(comment_id))
-            for guid, on in batch.premoderation.items():
-                pipe.hset(store.article_key(guid), "premoderated", "1" if on else "0")
-            self._save_surge(pipe, batch.surge_touched)
-            await pipe.execute()
+        writes = CommandBatch()
+        for email_hash, fields in authors.items():
+            writes.command("HSET", store.author_key(email_hash), *(part for pair in fields.items() for part in pair))
+        for bucket, fields in recent.items():
+            writes.command("HSET", store.recent_key(bucket), *(part for pair in fields.items() for part in pair))
+            writes.command("EXPIRE", store.recent_key(bucket), recent_ttl)
+        for status in STATUSES:
+            stale = [r.id for r in moved if r.status != status]
+            if stale:
+                writes.command("ZREM", store.queue_key(status), *stale)
+        for status, members in enqueue.items():
+            scored = (part for comment_id, score in members.items() for part in (score, comment_id))
+            writes.command("ZADD", store.queue_key(status), *scored)
+            if status in TRIMMED_QUEUES:
+                writes.command("ZREMRANGEBYRANK", store.queue_key(status), 0, -QUEUE_KEEP - 1)
+        for key, ids in near.items():
+            writes.command("SADD", store.near_key(key), *ids)
+        for comment_id in batch.clear_reporters:
+            writes.command("DEL", store.reporters_key(comment_id))
+        for guid, on in batch.premoderation.items():
+            writes.command("HSET", store.article_key(guid), "premoderated", "1" if on else "0")
+        self._save_surge(writes, batch.surge_touched)
+        await writes.execute(self.redis)
         if records:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for record in batch.created.values():
-                    await store.create_script(
-                        keys=[store.record_key(record.id)],
-                        args=[record.revision, record.status, record.to_json()],
-                        client=pipe,
-                    )
-                for expected, record in batch.updated.values():
-                    await store.update_script(
-                        keys=[store.record_key(record.id)],
-                        args=[expected, record.revision, record.status, record.to_json()],
-                        client=pipe,
-                    )
-                await pipe.execute()
+            marks = CommandBatch()
+            for record in batch.created.values():
+                marks.script(
+                    store.create_script,
+                    keys=[store.record_key(record.id)],
+                    args=[record.revision, record.status, record.to_json()],
+                )
+            for expected, record in batch.updated.values():
+                marks.script(
+                    store.update_script,
+                    keys=[store.record_key(record.id)],
+                    args=[expected, record.revision, record.status, record.to_json()],
+                )
+            await marks.execute(self.redis)

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from shared.redis import hgetall, tagged
+from shared.redis import CommandBatch, hgetall, pairs, tagged
 
 SAVE_STATE = """
 -- KEYS: story   ARGV: version, json fields...
@@ -118,10 +118,10 @@ class IngestStore:
     async def load_many(self, guids: Sequence[str]) -> dict[str, StoryState | None]:
         """One round trip for a whole batch of drafts."""
         unique = list(dict.fromkeys(guids))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for guid in unique:
-                pipe.hgetall(self.story_key(guid))
-            results = await pipe.execute()
+        batch = CommandBatch()
+        for guid in unique:
+            batch.command("HGETALL", self.story_key(guid), reply=pairs)
+        results = await batch.execute(self.redis)
         return {guid: StoryState.from_fields(guid, raw) for guid, raw in zip(unique, results, strict=True)}
 
     async def save(self, state: StoryState) -> bool:
@@ -130,10 +130,10 @@ class IngestStore:
     async def save_many(self, states: Sequence[StoryState]) -> None:
         if not states:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for state in states:
-                await self._save(keys=[self.story_key(state.guid)], args=state.to_fields(), client=pipe)
-            await pipe.execute()
+        batch = CommandBatch()
+        for state in states:
+            batch.script(self._save, keys=[self.story_key(state.guid)], args=state.to_fields())
+        await batch.execute(self.redis)
 
     async def claim_path(self, path: str, guid: str) -> bool:
         """First guid to claim a URL keeps it; the same guid may claim it again (idempotent)."""
@@ -143,11 +143,11 @@ class IngestStore:
     async def claim_paths(self, wanted: dict[str, str]) -> dict[str, str]:
         """Claim many URLs at once (path → guid); returns the owner of each path after the attempt."""
         paths = list(wanted)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for path in paths:
-                # SET NX GET (Redis 7): the owner before the attempt, nil when this claim took the URL.
-                pipe.set(self.path_key(path), wanted[path], nx=True, get=True)
-            previous = await pipe.execute()
+        batch = CommandBatch()
+        for path in paths:
+            # SET NX GET (Redis 7): the owner before the attempt, nil when this claim took the URL.
+            batch.command("SET", self.path_key(path), wanted[path], "NX", "GET")
+        previous = await batch.execute(self.redis)
         return {
             path: wanted[path] if owner is None else owner.decode()
             for path, owner in zip(paths, previous, strict=True)
