@@ -77,7 +77,8 @@ _INVISIBLE_CONTROLS: Final[frozenset[str]] = frozenset("\u202a\u202b\u202c\u202d
 # a real tag and these patterns cannot match inside text or attribute values.
 _ANCHOR_TAG: Final = re.compile(r'<a((?:\s+[^\s"=>/]+(?:="[^"]*")?)*)\s*>')
 _HREF_ATTRIBUTE: Final = re.compile(r'\shref="([^"]*)"')
-_H1_TAG: Final = re.compile(r"<(/?)h1>")
+_H1_TAG: Final = re.compile(r"<(/?)h1(?=[\s>])")
+_MAX_CLEANS: Final = 3  # after the first: one more has always reached the fixed point (fuzzed); bounded all the same
 # A parser drops one newline right after <pre>, so leading newlines there would shrink on every round trip.
 _PRE_LEADING_NEWLINES: Final = re.compile(r"(<pre(?:\s[^>]*)?>)\n+")
 
@@ -172,12 +173,19 @@ def sanitize_html(markup: str) -> str:
     endorsement of pasted links); internal links stay plain so they pass ranking. An h1 becomes an h2 because
     the page's only h1 is the headline.
     """
-    # Demoting rewrites tags, which can change how nested headings parse; cleaning again makes the result a
-    # fixed point, so a browser builds exactly the tree that was checked.
+    # The result must be a fixed point, so that a browser builds exactly the tree that was checked. Demoting
+    # rewrites tags, which can change how nested headings parse, and nh3's own output is not always one either
+    # (a heading inside a heading, an anchor inside an anchor): it is cleaned again until it no longer changes.
     # Controls are stripped again at the end when the input holds character references (`&#x202E;`): they are
     # the only way a control can come back once the input's own are gone.
-    demoted = _H1_TAG.sub(r"<\1h2>", _clean(_strip_controls(markup)))
-    recleaned = _clean(demoted)
+    recleaned = _clean(_strip_controls(markup))
+    if "<h1" in recleaned:
+        recleaned = _H1_TAG.sub(r"<\1h2", recleaned)
+    for _ in range(_MAX_CLEANS):
+        again = _clean(recleaned)
+        if again == recleaned:
+            break
+        recleaned = again
     cleaned = _PRE_LEADING_NEWLINES.sub(r"\1", _strip_controls(recleaned) if "&" in markup else recleaned)
     return _ANCHOR_TAG.sub(_mark_external_link, cleaned).strip()
 

@@ -199,6 +199,7 @@ def test_rel_is_not_fooled_by_markup_in_attribute_values() -> None:
 
 def test_h1_is_demoted_to_h2() -> None:
     assert sanitize_html("<H1 class='x'>Title</h1><p>t</p>") == "<h2>Title</h2><p>t</p>"
+    assert sanitize_html('<h1 lang="fr" title=t>Titre</h1>') == '<h2 lang="fr" title="t">Titre</h2>'
 
 
 def test_disallowed_wrappers_are_unwrapped_keeping_their_text() -> None:
@@ -225,6 +226,27 @@ markup_pieces = st.sampled_from(
         "<noscript>", "<table>", "<td>", "<li>", "\"", "'", ">", "<",
     ]
 )  # fmt: skip
+
+
+nesting_pieces = st.sampled_from(
+    [
+        "<p>", "</p>", "<h1>", "<h1 lang=en>", "</h1>", "<h2>", "</h2>", "<h3>", "</h3>", "<a href='/x'>", "<a>",
+        "</a>", "<b>", "</b>", "<em>", "</em>", "<img src=x>", "<br>", "<hr>", "<pre>", "</pre>", "\n", "\n\n",
+        "<ul>", "</ul>", "<ol>", "<li>", "</li>", "<table>", "</table>", "<caption>", "<thead>", "<tbody>",
+        "<tr>", "</tr>", "<td>", "</td>", "<th>", "<figure>", "</figure>", "<figcaption>", "</figcaption>",
+        "<blockquote>", "</blockquote>", "<div>", "<dd>", "<dl>", "<nobr>", "<button>", "<form>", "<select>",
+        "<svg>", "<math>", "<br/>", "<p/>", "text", " ", "&nbsp;", "\xa0", "&#10;", "&lt;", "<", ">",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(nesting_pieces, max_size=30).map("".join))
+def test_misnested_markup_comes_out_as_a_fixed_point(markup: str) -> None:
+    """Nesting a parser rebuilds differently (headings in headings, anchors in anchors, demoted h1s, tables)."""
+    cleaned = sanitize_html(markup)
+    _assert_inert(cleaned)
+    assert sanitize_html(cleaned) == cleaned
 
 
 @settings(max_examples=150, deadline=None)
