@@ -130,7 +130,13 @@ def _slug_or_none(text: str | None, max_length: int = 80) -> str | None:
 
 def base_slug(draft: NinjsDraft) -> str:
     """The slugline is the newsroom's chosen short name; the headline stands in when it is absent or unusable."""
-    for candidate in (draft.slugline, draft.headline):
+    return _base_slug(draft.slugline, draft.headline)
+
+
+@functools.lru_cache(maxsize=1024)
+def _base_slug(slugline: str | None, headline: str | None) -> str:
+    """Remembered for a batch's worth of drafts: each asks three times (URL claim, URL, state)."""
+    for candidate in (slugline, headline):
         slug = _slug_or_none(sanitize_text(candidate or ""))
         if slug:
             return slug
@@ -147,11 +153,17 @@ def article_path(section_code: str, published: datetime, slug: str) -> str:
 
 def section_of(draft: NinjsDraft) -> Term:
     """The first `service` entry with a code or a name is the section; stories without one file under News."""
-    for service in draft.service:
-        name = sanitize_text(service.name or "")
-        code = _slug_or_none(service.code) or _slug_or_none(name)
+    return _section(tuple((service.code, service.name) for service in draft.service))
+
+
+@functools.lru_cache(maxsize=256)
+def _section(services: tuple[tuple[str | None, str | None], ...]) -> Term:
+    """Remembered: a newsroom has a few dozen sections, and each draft asks three times (URL claim, URL, event)."""
+    for code_given, name_given in services:
+        name = sanitize_text(name_given or "")
+        code = _slug_or_none(code_given) or _slug_or_none(name)
         if code:
-            return Term(code=code, name=name or sanitize_text(service.code or ""))
+            return Term(code=code, name=name or sanitize_text(code_given or ""))
     return DEFAULT_SECTION
 
 
