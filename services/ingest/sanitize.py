@@ -107,12 +107,32 @@ _ASCII_SEPARATORS: Final = bytes.maketrans(bytes(range(0x1C, 0x20)), b" " * 4)
 _ASCII_NOT_WORD: Final = bytes(
     c for c in range(128) if not (chr(c).isalnum() or chr(c) == "_" or chr(c).isspace())
 )
-_ASCII_SPACE: Final = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.split splits on
-_NON_ASCII_RUN: Final = re.compile(rb"[\x80-\xff]+")
+# A byte's shape for counting words: what bytes.split splits on, a byte of a non-ASCII character, anything else.
+_SHAPE: Final = bytes.maketrans(
+    bytes(range(256)),
+    bytes(b" "[0] if c in b" \t\n\r\x0b\x0c" else b"u"[0] if c >= 0x80 else b"x"[0] for c in range(256)),
+)
+_SEPARATOR_BYTE: Final = b" "[0]
+_NON_ASCII_BYTE: Final = b"u"[0]
 # Unicode categories Cc (C0, DEL, C1) and Cs (surrogates) except tab/newline/return, plus the invisible controls.
 _CONTROLS: Final = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff" + "".join(sorted(_INVISIBLE_CONTROLS)) + "]"
 )
+
+
+_PRINTABLE_ASCII: Final = bytes(range(0x20, 0x7F))
+
+
+def _is_printable(text: str) -> bool:
+    """`str.isprintable`, in about half the time on article-length text.
+
+    `isprintable` looks every character up in the Unicode tables. Printable ASCII (space to tilde) needs no
+    lookup: deleting those bytes from the UTF-8 form is one C pass, and what is left, usually nothing or a few
+    curly quotes and dashes, is all that gets looked up. (Equal to `isprintable` for every string, lone
+    surrogates included: tests/unit/test_sanitize.py.)
+    """
+    rest = text.encode("utf-8", "surrogatepass").translate(None, _PRINTABLE_ASCII)
+    return not rest or rest.decode("utf-8", "surrogatepass").isprintable()
 
 
 def _strip_controls(text: str) -> str:
@@ -123,7 +143,7 @@ def _strip_controls(text: str) -> str:
     character it removes is unprintable (checked over all of Unicode in tests/unit/test_sanitize.py), so
     printable text, which one C scan tells, is returned as it is.
     """
-    return text if text.isprintable() else _CONTROLS.sub("", text)
+    return text if _is_printable(text) else _CONTROLS.sub("", text)
 
 
 def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
@@ -197,7 +217,7 @@ def _collapse_whitespace(text: str) -> str:
     unprintable (checked over all of Unicode in tests/unit/test_sanitize.py), so a printable line without
     double, leading or trailing spaces comes back as it is, without splitting and joining it.
     """
-    if text.isprintable() and "  " not in text and not text.startswith(" ") and not text.endswith(" "):
+    if "  " not in text and not text.startswith(" ") and not text.endswith(" ") and _is_printable(text):
         return text
     return " ".join(text.split())
 
@@ -349,25 +369,31 @@ def word_count(text: str) -> int:
     """Words are whitespace-separated tokens holding at least one letter or digit (a lone dash is not a word).
 
     Counted in UTF-8 bytes, because this runs on every body: deleting every ASCII character that is neither a
-    word character nor a separator empties the ASCII tokens that are not words, and `split` counts the rest in
-    C. What is left to judge is the few runs of non-ASCII characters: a run that is a whole token and holds no
-    word character ("—") is not a word. A run holding a separator that bytes do not split on (a no-break
-    space) sends the text to the plain token-by-token count.
+    word character nor a separator empties the ASCII tokens that are not words. What remains is mapped to its
+    shape, a byte per byte: " " for a separator, "u" for a byte of a non-ASCII character, "x" for the rest; the
+    tokens are then counted as the places where a separator is followed by anything else, in C, without making
+    a string per token. What is left to judge is the few runs of non-ASCII characters: a run that is a whole
+    token and holds no word character ("—") is not a word. A run holding a separator that bytes do not split on
+    (a no-break space) sends the text to the plain token-by-token count.
     """
     kept = text.encode("utf-8", "surrogatepass").translate(_ASCII_SEPARATORS, _ASCII_NOT_WORD)
-    count = len(kept.split())
+    shape = b" " + kept.translate(_SHAPE) + b" "
+    count = shape.count(b" x") + shape.count(b" u")
     if text.isascii():
         return count
-    end = len(kept)
-    for run in _NON_ASCII_RUN.finditer(kept):
-        characters = run.group().decode("utf-8", "surrogatepass")
+    run = shape.find(b"u")
+    while run != -1:
+        stop = run + 1
+        while shape[stop] == _NON_ASCII_BYTE:
+            stop += 1
+        characters = kept[run - 1 : stop - 1].decode("utf-8", "surrogatepass")
         if not characters.isprintable() and any(c.isspace() for c in characters):
             search = _WORD_CHARACTER.search
             return sum(1 for token in text.split() if token.isalnum() or search(token))
-        start, stop = run.span()
-        whole_token = (start == 0 or kept[start - 1] in _ASCII_SPACE) and (stop == end or kept[stop] in _ASCII_SPACE)
+        whole_token = shape[run - 1] == _SEPARATOR_BYTE and shape[stop] == _SEPARATOR_BYTE
         if whole_token and not _WORD_CHARACTER.search(characters):
             count -= 1
+        run = shape.find(b"u", stop)
     return count
 
 

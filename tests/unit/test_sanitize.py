@@ -16,6 +16,7 @@ from services.ingest.sanitize import (
     EXTERNAL_LINK_REL,
     _collapse_scanned,
     _collapse_whitespace,
+    _is_printable,
     collapse_duplicate_blocks,
     make_excerpt,
     plain_text,
@@ -444,6 +445,19 @@ def test_whitespace_is_collapsed_like_split_and_join_for_every_character() -> No
 @given(st.text(alphabet=st.sampled_from(list(" \t\n\xa0\u2003\u3000\x1cab."))))
 def test_whitespace_collapsing_matches_split_and_join(text: str) -> None:
     assert _collapse_whitespace(text) == " ".join(text.split())
+
+
+def test_printable_check_agrees_with_isprintable_for_every_character() -> None:
+    for code_point in range(sys.maxunicode + 1):
+        character = chr(code_point)
+        for text in (character, f"plain {character} text", f"caf\u00e9 {character}"):
+            assert _is_printable(text) == text.isprintable(), hex(code_point)
+
+
+@given(st.text() | st.text(alphabet=st.characters(max_codepoint=255)))
+def test_printable_check_agrees_with_isprintable(text: str) -> None:
+    assert _is_printable(text) == text.isprintable()
+    assert _is_printable(text + "\ud800") is False  # a lone surrogate is never printable
 
 
 def test_every_stripped_control_is_unprintable() -> None:
