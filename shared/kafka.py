@@ -13,11 +13,12 @@ import asyncio
 import functools
 import logging
 import random
+import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import redis.exceptions
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -29,7 +30,6 @@ from aiokafka.errors import (
     NodeNotReadyError,
     RequestTimedOutError,
 )
-from aiokafka.partitioner import murmur2
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -86,15 +86,45 @@ def security_for(settings: ServiceSettings) -> BaseSecurity | None:
     return SASLPlaintext(user, password, ssl_context=ssl_context, use_ssl=use_ssl)
 
 
+_MURMUR_M: Final = 0x5BD1E995
+_MURMUR_SEED: Final = 0x9747B28C
+_U32: Final = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as aiokafka's `murmur2` computes it.
+
+    Every record a service produces is placed by it, and aiokafka's version is pure Python that takes the key
+    apart one byte at a time; this one reads it as little-endian words in one `struct` call and does the same
+    arithmetic in about a third of the time (tests/unit/test_kafka_partitioner.py compares the two)."""
+    length = len(data)
+    h = _MURMUR_SEED ^ length
+    whole = length // 4
+    for k in struct.unpack_from(f"<{whole}I", data):
+        k = (k * _MURMUR_M) & _U32
+        k = ((k ^ (k >> 24)) * _MURMUR_M) & _U32
+        h = ((h * _MURMUR_M) & _U32) ^ k
+    extra = length - 4 * whole
+    if extra:
+        tail = data[4 * whole :]
+        if extra == 3:
+            h ^= tail[2] << 16
+        if extra >= 2:
+            h ^= tail[1] << 8
+        h = ((h ^ tail[0]) * _MURMUR_M) & _U32
+    h = ((h ^ (h >> 13)) * _MURMUR_M) & _U32
+    return h ^ (h >> 15)
+
+
 @functools.lru_cache(maxsize=65_536)
 def _key_hash(key: bytes) -> int:
-    return int(murmur2(key)) & 0x7FFFFFFF
+    return murmur2(key) & 0x7FFFFFFF
 
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives `key` (murmur2, as the Java client computes it), with
     the hash of recent keys remembered: a service writes many records per guid (a comment wave on one
-    article, the links of one story), and aiokafka's murmur2 is pure Python."""
+    article, the links of one story)."""
     return _key_hash(key) % partitions
 
 
