@@ -6,7 +6,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import structlog
 from aiokafka import ConsumerRecord
 
 from services.ingest.config import IngestSettings
@@ -16,7 +15,7 @@ from services.ingest.recovery import StateRecovery
 from shared import topics
 from shared.contracts import NinjsDraft
 from shared.kafka import BatchRunner, Outbox, Reject, record_headers, subscribe, topic_name
-from shared.logging import get_logger, new_trace_id
+from shared.logging import get_logger, log_context, new_trace_id
 
 SERVICE = "ingest"
 PREPARE_MAX_BYTES = 256 * 1024
@@ -69,9 +68,7 @@ def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner, 
     async def on_draft(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
         headers = journey_headers(record)
         draft = decoded_draft(record, outbox)  # a Reject is dead-lettered by the runner
-        with structlog.contextvars.bound_contextvars(
-            receipt=headers["receipt"], trace_id=headers["trace-id"], guid=draft.guid
-        ):
+        with log_context(receipt=headers["receipt"], trace_id=headers["trace-id"], guid=draft.guid):
             outcome = await ingestor.ingest(draft, record.value, headers, outbox)
             log.info("draft ingested", version=draft.version, pubstatus=draft.pubstatus, outcome=outcome)
             return outcome

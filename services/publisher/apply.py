@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from aiokafka import ConsumerRecord
 from pydantic import TypeAdapter
 
@@ -23,7 +22,7 @@ from shared.contracts import (
     RelatedLinksUpdated,
 )
 from shared.kafka import parse_event, record_headers
-from shared.logging import get_logger
+from shared.logging import get_logger, log_context
 
 ARTICLE_EVENT: TypeAdapter[ArticlePublished | ArticleWithdrawn | ArticleKilled] = TypeAdapter(ArticleEvent)
 RELATED_EVENT = TypeAdapter(RelatedLinksUpdated)
@@ -47,9 +46,7 @@ async def apply_record(
     if kind == "articles":
         event = parse_event(ARTICLE_EVENT, record)
         headers = record_headers(record)
-        with structlog.contextvars.bound_contextvars(
-            guid=event.guid, receipt=headers.get("receipt"), trace_id=headers.get("trace-id")
-        ):
+        with log_context(guid=event.guid, receipt=headers.get("receipt"), trace_id=headers.get("trace-id")):
             if isinstance(event, ArticlePublished):
                 outcome = await projector.article_published(event, dirty)
             elif isinstance(event, ArticleKilled):
