@@ -283,8 +283,10 @@ def _fast_text_blocks(markup: str, *, skip_figures: bool) -> tuple[str, ...] | N
     draft (duplicate check, word count, excerpt), hence also the small cache. Returns None when the markup holds
     anything else (comments, raw-text elements, a stray "<"), and the parser takes over.
     """
-    tags = list(_ANY_TAG.finditer(markup))
-    if len(tags) != markup.count("<"):
+    # A newline in the source is plain whitespace; only <br> starts a new line.
+    flat = markup.replace("\n", " ").replace("\r", " ")
+    parts = _ANY_TAG.split(flat)  # text, "/" or "", tag name, text, "/" or "", tag name, ..., text
+    if len(parts) // 3 != flat.count("<"):
         return None
     blocks: list[str] = []
     current: list[str] = []
@@ -300,13 +302,10 @@ def _fast_text_blocks(markup: str, *, skip_figures: bool) -> tuple[str, ...] | N
             blocks.append(text)
         current.clear()
 
-    position = 0
-    for match in tags:
-        data = markup[position : match.start()]
-        position = match.end()
+    for index in range(0, len(parts) - 1, 3):
+        data, closing, tag = parts[index], parts[index + 1], parts[index + 2].lower()
         if data and not (skip_figures and figure_depth):
-            current.append(data.replace("\n", " ").replace("\r", " "))
-        closing, tag = match.group(1), match.group(2).lower()
+            current.append(data)
         if tag in _HIDDEN_CONTENT_TAGS:
             return None
         if tag in _FIGURE_TAGS:
@@ -315,9 +314,9 @@ def _fast_text_blocks(markup: str, *, skip_figures: bool) -> tuple[str, ...] | N
             end_block()
         elif tag == "br":
             current.append("\n")
-    tail = markup[position:]
+    tail = parts[-1]
     if tail and not (skip_figures and figure_depth):
-        current.append(tail.replace("\n", " ").replace("\r", " "))
+        current.append(tail)
     end_block()
     return tuple(blocks)
 

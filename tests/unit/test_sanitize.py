@@ -16,7 +16,9 @@ from services.ingest.sanitize import (
     EXTERNAL_LINK_REL,
     _collapse_scanned,
     _collapse_whitespace,
+    _fast_text_blocks,
     _is_printable,
+    _TextExtractor,
     collapse_duplicate_blocks,
     make_excerpt,
     plain_text,
@@ -280,6 +282,16 @@ def test_sanitize_text_of_plain_text_is_unchanged() -> None:
     assert sanitize_text("What Do Russia’s Losses in Ukraine Mean for Putin?") == (
         "What Do Russia’s Losses in Ukraine Mean for Putin?"
     )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(nesting_pieces | markup_pieces, max_size=30).map("".join), st.booleans())
+def test_the_tag_scan_finds_the_blocks_the_parser_finds(markup: str, skip_figures: bool) -> None:
+    """The quick scan over sanitized markup must read it exactly as the HTML parser does."""
+    cleaned = sanitize_html(markup)
+    fast = _fast_text_blocks.__wrapped__(cleaned, skip_figures=skip_figures)
+    if fast is not None:
+        assert list(fast) == _TextExtractor(skip_figures=skip_figures).text_blocks(cleaned)
 
 
 def test_plain_text_separates_paragraphs_with_blank_lines() -> None:
