@@ -16,7 +16,11 @@ Needs the local Kafka and Redis (`deploy/local/stack.sh infra`) and the YouTube 
    in the same run, on the same machine. Both run with nothing else busy: the publisher serves the latency
    part (2.) first and is stopped for the wave. The bare rate swings by a factor of two or more between runs on a
    shared machine, so the wave and its baseline are repeated (`--rounds`, each on fresh topics) and the
-   median round's share is the result.
+   median round's share is the result. Each round also prints the CPU each side spent per record: the
+   comments process's between the polls that saw 10 % and 90 % of the decisions (from /proc), the bare loop's
+   in this process, where nothing else runs meanwhile. The bare loop waits on the broker between batches
+   (fetch, acks, commit), so its rate swings with the broker's latency; its CPU per record moves far less,
+   and the CPU ratio is what the share would be if both sides were bound by their own CPU alone.
 2. Latency (measured before the wave, on the same stack). On another article, comments held for a first-time
    author are approved one at a time through the
    moderation API; the time from the API call to the first page fetch that shows `id="comment-{id}"` (polled
@@ -30,6 +34,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -103,21 +108,43 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPar
     raise RuntimeError(f"topic {topic} not found")
 
 
-async def wait_for_records(topic: str, expected: int, within: float) -> None:
+async def wait_for_records(topic: str, expected: int, within: float, pid: int | None = None) -> list[tuple[int, float]]:
     """Sleep until the topic holds `expected` records, asking the broker twice a second (so the bench does not
-    compete for CPU with the process it measures)."""
+    compete for CPU with the process it measures). With `pid`, each answer is paired with the CPU seconds that
+    process has used so far: (records, CPU seconds) per poll."""
     consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
     await consumer.start()
+    samples: list[tuple[int, float]] = []
     try:
         await consumer._client.add_topic(topic)
         parts = await partitions_of(consumer, topic)
         deadline = time.monotonic() + within
-        while sum((await consumer.end_offsets(parts)).values()) < expected:
+        while True:
+            held = sum((await consumer.end_offsets(parts)).values())
+            if pid is not None:
+                samples.append((held, cpu_seconds(pid)))
+            if held >= expected:
+                return samples
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic} did not reach {expected} records")
             await asyncio.sleep(0.5)
     finally:
         await consumer.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_record(samples: list[tuple[int, float]], expected: int) -> float:
+    """CPU seconds per record in the steady middle of a run: between the polls that saw 10 % and 90 % of it
+    (start-up before, and the tail's last partial poll after, are left out)."""
+    middle = [s for s in samples if 0.1 * expected <= s[0] <= 0.9 * expected]
+    if len(middle) < 2 or middle[-1][0] == middle[0][0]:
+        return float("nan")
+    return (middle[-1][1] - middle[0][1]) / (middle[-1][0] - middle[0][0])
 
 
 async def read_all(topic: str, expected: int, within: float) -> list[Any]:
@@ -213,8 +240,8 @@ async def throughput(stack: ServiceStack, producer: AIOKafkaProducer, count: int
     await produce_all(producer, stack.topic(topics.COMMENT_SUBMISSIONS), items)
     produced_in = time.perf_counter() - started
 
-    stack.start("comments")
-    await wait_for_records(stack.topic(topics.COMMENT_DECISIONS), count, within=900)
+    process = stack.start("comments")
+    progress = await wait_for_records(stack.topic(topics.COMMENT_DECISIONS), count, within=900, pid=process.pid)
     records = await read_all(stack.topic(topics.COMMENT_DECISIONS), count, within=600)
     mine = [r for r in records if r.key == guid.encode()]
     stamps = sorted(r.timestamp for r in mine)
@@ -226,8 +253,12 @@ async def throughput(stack: ServiceStack, producer: AIOKafkaProducer, count: int
     rate = (len(mine) - 1) / elapsed if elapsed > 0 else float("nan")
 
     await asyncio.to_thread(stack.wait_ready, 60, ("comments",))
+    raw_cpu_before = time.process_time()  # nothing else runs in this process meanwhile
     raw = await raw_copy(stack.topic(topics.COMMENT_SUBMISSIONS), stack.topic(RAW_TOPIC), count)
+    raw_cpu = (time.process_time() - raw_cpu_before) / count
     return {
+        "cpu_ms": cpu_per_record(progress, count) * 1000,
+        "raw_cpu_ms": raw_cpu * 1000,
         "decisions": float(len(mine)),
         "seconds": elapsed,
         "rate": rate,
@@ -336,16 +367,20 @@ async def main() -> int:
         waves.append(wave)
         samples.extend(latencies)
         print(f"round {number}: {wave['rate']:,.0f} decisions/s, bare {wave['raw_rate']:,.0f} records/s, "
-              f"share {wave['rate'] / wave['raw_rate']:.2f}", flush=True)
+              f"share {wave['rate'] / wave['raw_rate']:.2f}; CPU per record {wave['cpu_ms']:.3f} ms, "
+              f"bare {wave['raw_cpu_ms']:.3f} ms, CPU ratio {wave['raw_cpu_ms'] / wave['cpu_ms']:.2f}", flush=True)
     wave = sorted(waves, key=lambda w: w["rate"] / w["raw_rate"])[len(waves) // 2]
 
     share = wave["rate"] / wave["raw_rate"]
+    cpu_ratio = statistics.median(w["raw_cpu_ms"] / w["cpu_ms"] for w in waves)
     rows = [
         (f"spam wave (median of {len(waves)}): comments moderated", f"{int(wave['decisions']):,}", ""),
         ("  by status", ", ".join(f"{k[7:]} {int(v):,}" for k, v in wave.items() if k.startswith("status_")), ""),
         ("  comments process, decisions/s", f"{wave['rate']:,.0f}", f">= {TARGET_RATE:,.0f}"),
         ("  bare aiokafka consume+produce, records/s", f"{wave['raw_rate']:,.0f}", ""),
         ("  share of bare", f"{share:.2f}", f">= {TARGET_SHARE:.2f}"),
+        ("  CPU per decision / per bare record, ms", f"{wave['cpu_ms']:.3f} / {wave['raw_cpu_ms']:.3f}", ""),
+        ("  CPU ratio, median of rounds (not the target)", f"{cpu_ratio:.2f}", ""),
         ("  backlog written at, records/s", f"{wave['produce_rate']:,.0f}", ""),
         (f"approve -> page, p50 ({len(samples)} approvals)", f"{percentile(samples, 0.5) * 1000:,.0f} ms", ""),
         ("approve -> page, p99", f"{percentile(samples, 0.99) * 1000:,.0f} ms", "<= 1,000 ms"),
