@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from services.comments.spam import SpamModel, shipped_model
-from services.comments.textnorm import PhraseMatcher, canonical_text, tokens
+from services.comments.textnorm import WORD_RE, PhraseMatcher, canonical_text, fold
 from shared.contracts.comments import CommentStatus, CommentSubmitted
 from shared.validation import is_valid_author_url, is_valid_email
 
@@ -165,16 +165,20 @@ def near_identical_key(text: str) -> str:
     halves of a cryptographic hash), so each shingle is hashed once.
     """
     without_links = _LINK_RE.sub(" linkplaceholder ", text)
-    # Tokens hold no spaces, so numbers are replaced in the joined text at once, never across two words.
-    words = _NUMBER_RE.sub("0", " ".join(tokens(without_links, leetspeak=False))).split()
+    # A run of digits never spans two words (digits are word characters), so numbers are replaced in the folded
+    # text before it is split: the same words as replacing them word by word.
+    words = WORD_RE.findall(_NUMBER_RE.sub("0", fold(without_links)))
     if len(words) < _SHINGLE_WORDS:
         whole = " ".join(words)
         return NEAR_KEY_PREFIX + hashlib.blake2b(whole.encode("utf-8"), digest_size=12).hexdigest()
-    shingles = set(map(" ".join, zip(*(words[i:] for i in range(_SHINGLE_WORDS)), strict=False)))
-    digests = b"".join([hashlib.blake2b(shingle.encode("utf-8"), digest_size=16).digest() for shingle in shingles])
+    # Words hold no space, and no byte of a UTF-8 character is a space: the words are encoded once, together.
+    encoded = " ".join(words).encode("utf-8").split(b" ")
+    shingles = set(map(b" ".join, zip(encoded, encoded[1:], encoded[2:], strict=False)))
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(shingle, digest_size=16).digest() for shingle in shingles])
     # Each digest as a little-endian 128-bit number: its low half is the first 8 bytes, its high half the last 8.
-    lows, highs = zip(*struct.iter_unpack("<QQ", digests), strict=True)
-    return f"{NEAR_KEY_PREFIX}{min(lows):016x}{min(highs):016x}"
+    halves = struct.unpack(f"<{2 * len(shingles)}Q", digests)
+    return f"{NEAR_KEY_PREFIX}{min(halves[0::2]):016x}{min(halves[1::2]):016x}"
 
 
 def _validate_form(submission: CommentSubmitted, policy: ModerationPolicy) -> tuple[str, ...]:

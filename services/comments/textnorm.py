@@ -49,7 +49,8 @@ _LEET_TABLE = str.maketrans(_LEET)
 # A token is a run of letters and digits (the underscore separates: "_ass_" holds the word "ass"); with
 # leetspeak on, "@" and "$" may also sit inside or around a word. Each repetition consumes exactly one
 # character through disjoint alternatives, so matching cannot backtrack.
-_WORD_RE = re.compile(r"[^\W_]+")
+WORD_RE = re.compile(r"[^\W_]+")
+"""A word without leetspeak: a run of letters and digits (what `tokens(..., leetspeak=False)` finds)."""
 _LEET_WORD_RE = re.compile(r"(?:[^\W_]|[@$])+")
 _LEET_CHARS = frozenset(_LEET)
 
@@ -131,8 +132,8 @@ def _read_leet(raw: str) -> list[str]:
         elif ch.isalpha():
             has_letter = True
     if has_letter and has_leet:
-        return _WORD_RE.findall(run.translate(_LEET_TABLE))
-    return _WORD_RE.findall(run)
+        return WORD_RE.findall(run.translate(_LEET_TABLE))
+    return WORD_RE.findall(run)
 
 
 def tokens(text: str, *, leetspeak: bool = True) -> list[str]:
@@ -145,7 +146,7 @@ def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
     """`tokens`, cached: the banned and the suspect list read the same comment, body and name."""
     folded = fold(text)
     if not leetspeak:
-        return tuple(_WORD_RE.findall(folded))
+        return tuple(WORD_RE.findall(folded))
     words: list[str] = []
     for raw in _LEET_WORD_RE.findall(folded):
         if raw.isalpha():

@@ -31,7 +31,7 @@ from services.comments.moderation import (
     reply_allowed,
     surge_signal,
 )
-from services.comments.spam import shipped_model
+from services.comments.spam import _shouting, shipped_model
 from services.comments.textnorm import tokens
 from shared.contracts.comments import CommentSubmitted
 
@@ -277,6 +277,22 @@ def test_shipped_model_loads_flags_spam_and_passes_an_ordinary_comment() -> None
     assert not model.is_spam(ORDINARY)
     assert not model.is_spam("Great article, thanks!")
     assert 0.0 <= model.score("") <= 1.0
+
+
+def _shouting_by_definition(text: str) -> bool:
+    letters = sum(map(str.isalpha, text))
+    return letters >= 8 and sum(map(str.isupper, text)) > 0.6 * letters
+
+
+@given(st.lists(st.sampled_from([*"aZ Q9!xYé", "ÉCRIT", "\u00aa", "ǅ"]), max_size=40).map("".join))
+@example("BUY NOW CHEAP PILLS!!!")
+@example("Buy now, cheap pills")
+@example("ABCDEFGh")
+def test_shouting_counts_letters_and_capitals_as_the_characters_say(text: str) -> None:
+    assert _shouting(text) == _shouting_by_definition(text)
+    assert _shouting(text.encode("ascii", "ignore").decode()) == _shouting_by_definition(
+        text.encode("ascii", "ignore").decode()
+    )
 
 
 def test_spam_threshold_comes_from_the_policy_when_set() -> None:
