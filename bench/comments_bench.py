@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import csv
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.process_cpu import cpu_seconds  # noqa: E402
 from shared import topics  # noqa: E402
 from shared.contracts.articles import ArticlePublished, Author, Term  # noqa: E402
 from shared.contracts.comments import CommentSubmitted  # noqa: E402
@@ -130,12 +130,6 @@ async def wait_for_records(topic: str, expected: int, within: float, pid: int | 
             await asyncio.sleep(0.5)
     finally:
         await consumer.stop()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU a process has used, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_per_record(samples: list[tuple[int, float]], expected: int) -> float:

@@ -29,6 +29,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.corpus_bbc import bbc_available, default_published, load_bbc, to_ninjs
+from bench.process_cpu import cpu_seconds
 from shared.topics import TopicSpec, ensure_topics
 from tests.support.drafts import make_draft
 from tests.support.stack import ServiceStack
@@ -104,11 +105,6 @@ async def raw_loop(source: str, target: str, n: int) -> None:
     finally:
         await consumer.stop()
         await producer.stop()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def one_round(n: int) -> tuple[float, float, float, int, float]:
