@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-from shared.metrics import HTTP_REQUESTS, render_metrics
+from shared.metrics import HTTP_REQUESTS, labelled, render_metrics
 
 GC_THRESHOLD = 20_000
 """Allocations between two young-generation collections (CPython's default is 700)."""
@@ -159,7 +159,7 @@ class Router:
 
             get_logger(__name__).exception("request failed", path=path, method=method)
             response = problem(500, "internal error")
-        HTTP_REQUESTS.labels(self.service, route.name if route else "other", str(response.status)).inc()
+        labelled(HTTP_REQUESTS, self.service, route.name if route else "other", str(response.status)).inc()
         await response.send_to(send, head=method == "HEAD")
 
 

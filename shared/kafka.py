@@ -39,7 +39,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.contracts.deadletter import DeadLetter
 from shared.logging import get_logger
-from shared.metrics import HANDLER_SECONDS, MESSAGES
+from shared.metrics import HANDLER_SECONDS, MESSAGES, labelled
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic, with_prefix
 
@@ -412,7 +412,7 @@ class BatchRunner:
                 return
             except TRANSIENT_ERRORS as exc:
                 del outbox.pending[mark:]
-                MESSAGES.labels(self.service, record.topic, "retried").inc()
+                labelled(MESSAGES, self.service, record.topic, "retried").inc()
                 if self.stopping.is_set():
                     raise NackMessage() from exc
                 log.warning(
@@ -427,7 +427,7 @@ class BatchRunner:
                 raise
             except Exception as exc:
                 del outbox.pending[mark:]
-                MESSAGES.labels(self.service, record.topic, "retried").inc()
+                labelled(MESSAGES, self.service, record.topic, "retried").inc()
                 if attempt < self.max_attempts:
                     log.warning(
                         "handler failed, retrying", attempt=attempt, topic=record.topic,
@@ -438,8 +438,8 @@ class BatchRunner:
                 log.exception("handler failed for good", topic=record.topic, offset=record.offset)
                 await self.dead_letter(record, outbox, "handler_error", repr(exc)[:500], (), attempt)
                 return
-            MESSAGES.labels(self.service, record.topic, outcome).inc()
-            HANDLER_SECONDS.labels(self.service, record.topic).observe(time.perf_counter() - started)
+            labelled(MESSAGES, self.service, record.topic, outcome).inc()
+            labelled(HANDLER_SECONDS, self.service, record.topic).observe(time.perf_counter() - started)
             return
 
     async def dead_letter(
@@ -472,7 +472,7 @@ class BatchRunner:
             headers=[(name, value.encode()) for name, value in headers.items()],
         )
         outbox.pending.append(future)
-        MESSAGES.labels(self.service, record.topic, "dead_lettered").inc()
+        labelled(MESSAGES, self.service, record.topic, "dead_lettered").inc()
         log.warning(
             "dead-lettered",
             reason_code=reason_code, reason=reason, topic=record.topic,

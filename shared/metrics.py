@@ -5,8 +5,14 @@ Names are shared so that one Grafana dashboard (deploy/grafana) reads all four s
 
 from __future__ import annotations
 
+import functools
+from typing import TypeVar, cast
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -42,6 +48,21 @@ HTTP_REQUESTS = Counter(
     ["service", "route", "status"],
     registry=REGISTRY,
 )
+
+
+def labelled(metric: M, *values: str) -> M:
+    """`metric.labels(*values)`, remembered.
+
+    `labels` checks, converts and joins the values under a lock on every call: about 2 µs, paid by every record a
+    consumer counts and every request a server answers. The children it returns live as long as the metric
+    (nothing here removes one), so each combination is looked up once.
+    """
+    return cast(M, _child(metric, values))
+
+
+@functools.lru_cache(maxsize=4096)
+def _child(metric: MetricWrapperBase, values: tuple[str, ...]) -> MetricWrapperBase:
+    return metric.labels(*values)
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -49,7 +49,7 @@ from shared.contracts import (
     RelatedLinksUpdated,
 )
 from shared.logging import get_logger
-from shared.metrics import FRESHNESS_SECONDS
+from shared.metrics import FRESHNESS_SECONDS, labelled
 
 log = get_logger(__name__)
 LINKS = TypeAdapter(list[RelatedLink])
@@ -252,7 +252,7 @@ class Projector:
                 received_at = float(journey.get("received-at") or 0)
                 freshness = max(0.0, time.time() - received_at) if received_at else None
                 if freshness is not None:
-                    FRESHNESS_SECONDS.labels("publisher").observe(freshness)
+                    labelled(FRESHNESS_SECONDS, "publisher").observe(freshness)
                 log.info("page rendered", guid=guid, receipt=journey.get("receipt"),
                          trace_id=journey.get("trace-id"), freshness_s=freshness)
         for name, changes in sorted(dirty.lists.items()):

@@ -22,7 +22,7 @@ import uvloop
 from services.publisher.web import ReaderApp, Variant, request_preferences
 from shared.http import ASGIApp
 from shared.logging import get_logger
-from shared.metrics import HTTP_REQUESTS
+from shared.metrics import HTTP_REQUESTS, labelled
 
 log = get_logger(__name__)
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -102,7 +102,7 @@ class HttpProtocol(asyncio.Protocol):
                 accepts_gzip, if_none_match = request_preferences(request.headers)
                 variant = page.answer(head=request.method == b"HEAD", accepts_gzip=accepts_gzip,
                                       if_none_match=if_none_match)
-                HTTP_REQUESTS.labels("publisher", page.route, str(variant.status)).inc()
+                labelled(HTTP_REQUESTS, "publisher", page.route, str(variant.status)).inc()
                 self.write(variant.raw_head, variant.body, request.keep_alive)
                 return
         self.busy = True

@@ -18,7 +18,7 @@ from services.publisher.render import asset_bytes, render_error
 from services.publisher.site import SiteConfig
 from services.publisher.store import page_body
 from shared.http import Receive, Scope, Send
-from shared.metrics import HTTP_REQUESTS
+from shared.metrics import HTTP_REQUESTS, labelled
 
 CSP = (
     b"default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
@@ -166,6 +166,6 @@ class ReaderApp:
         page = await self.page(scope["path"])
         accepts_gzip, if_none_match = request_preferences(scope["headers"])
         variant = page.answer(head=scope["method"] == "HEAD", accepts_gzip=accepts_gzip, if_none_match=if_none_match)
-        HTTP_REQUESTS.labels("publisher", page.route, str(variant.status)).inc()
+        labelled(HTTP_REQUESTS, "publisher", page.route, str(variant.status)).inc()
         await send({"type": "http.response.start", "status": variant.status, "headers": list(variant.headers)})
         await send({"type": "http.response.body", "body": variant.body})

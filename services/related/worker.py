@@ -42,7 +42,7 @@ from shared.contracts import (
 )
 from shared.kafka import BatchRunner, Outbox, group_id, partition_for, topic_name, topic_partitions
 from shared.logging import get_logger
-from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES
+from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES, labelled
 from shared.service import cancel_and_wait
 
 log = get_logger(__name__)
@@ -288,7 +288,7 @@ class RelatedWorker:
         # Same version: only a step forward in the lifecycle counts (an embargoed story released at its version).
         fence = (event.version, LIFECYCLE_RANK[event.event])
         if fence <= self.article_fences.get(event.guid, (-1, -1)):
-            MESSAGES.labels(SERVICE, record.topic, "stale").inc()
+            labelled(MESSAGES, SERVICE, record.topic, "stale").inc()
             return {}
         self.article_fences[event.guid] = fence
         self.article_versions[event.guid] = event.version
@@ -296,8 +296,8 @@ class RelatedWorker:
             changed = self.engine.upsert(doc_of(event))
         else:
             changed = self.engine.remove(event.guid)
-        MESSAGES.labels(SERVICE, record.topic, "processed").inc()
-        HANDLER_SECONDS.labels(SERVICE, record.topic).observe(time.perf_counter() - started)
+        labelled(MESSAGES, SERVICE, record.topic, "processed").inc()
+        labelled(HANDLER_SECONDS, SERVICE, record.topic).observe(time.perf_counter() - started)
         return changed
 
     async def _emit_changes(self, changed: Mapping[str, tuple[Link, ...]]) -> None:
