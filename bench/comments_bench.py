@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.process_cpu import cpu_seconds  # noqa: E402
+from bench.progress import cpu_per_record, partitions_of, wait_for_records  # noqa: E402
 from shared import topics  # noqa: E402
 from shared.contracts.articles import ArticlePublished, Author, Term  # noqa: E402
 from shared.contracts.comments import CommentSubmitted  # noqa: E402
@@ -96,49 +96,6 @@ def article_event(guid: str, headline: str) -> ArticlePublished:
 async def produce_all(producer: AIOKafkaProducer, topic: str, items: list[tuple[bytes, bytes]]) -> None:
     futures = [await producer.send(topic, value, key=key) for key, value in items]
     await asyncio.gather(*futures)
-
-
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    for _ in range(50):
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return [TopicPartition(topic, p) for p in sorted(parts)]
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {topic} not found")
-
-
-async def wait_for_records(topic: str, expected: int, within: float, pid: int | None = None) -> list[tuple[int, float]]:
-    """Sleep until the topic holds `expected` records, asking the broker twice a second (so the bench does not
-    compete for CPU with the process it measures). With `pid`, each answer is paired with the CPU seconds that
-    process has used so far: (records, CPU seconds) per poll."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
-    await consumer.start()
-    samples: list[tuple[int, float]] = []
-    try:
-        await consumer._client.add_topic(topic)
-        parts = await partitions_of(consumer, topic)
-        deadline = time.monotonic() + within
-        while True:
-            held = sum((await consumer.end_offsets(parts)).values())
-            if pid is not None:
-                samples.append((held, cpu_seconds(pid)))
-            if held >= expected:
-                return samples
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} did not reach {expected} records")
-            await asyncio.sleep(0.5)
-    finally:
-        await consumer.stop()
-
-
-def cpu_per_record(samples: list[tuple[int, float]], expected: int) -> float:
-    """CPU seconds per record in the steady middle of a run: between the polls that saw 10 % and 90 % of it
-    (start-up before, and the tail's last partial poll after, are left out)."""
-    middle = [s for s in samples if 0.1 * expected <= s[0] <= 0.9 * expected]
-    if len(middle) < 2 or middle[-1][0] == middle[0][0]:
-        return float("nan")
-    return (middle[-1][1] - middle[0][1]) / (middle[-1][0] - middle[0][0])
 
 
 async def read_all(topic: str, expected: int, within: float) -> list[Any]:
