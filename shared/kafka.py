@@ -182,7 +182,8 @@ def consumer_options(
         "decoder": keep_raw,
         "group_id": group_id(settings, service),
         "auto_offset_reset": "earliest",
-        "ack_policy": AckPolicy.ACK,
+        # An exception that escapes the runner rewinds the batch rather than committing it (see BatchRunner.run).
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
         "batch": True,
         "max_records": max_records,
         # A poll returns as soon as records are buffered, whatever this is; but after an empty poll the batch
@@ -341,6 +342,8 @@ class BatchRunner:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     _dlq_producer: AIOKafkaProducer | None = None
+    _failed_batches: int = 0
+    """Batches failed in a row (outside their records): the pause before reading one again grows with it."""
 
     async def _dead_letter_producer(self) -> AIOKafkaProducer:
         """Dead letters go through their own producer (own connection): a burst of huge rejected records must
@@ -367,6 +370,25 @@ class BatchRunner:
 
     async def run(
         self, records: Sequence[ConsumerRecord[Any, Any]], handler: Handler, prepare: Prepare | None = None
+    ) -> None:
+        """Handle a batch. A failure outside any one record's handling (a batch-wide read in `prepare`, a
+        dead-letter producer that cannot send) reads the whole batch again after a growing pause: committing it
+        would skip every record in it, the valid ones included, without a trace."""
+        try:
+            await self._run_batch(records, handler, prepare)
+        except NackMessage:
+            raise
+        except Exception as exc:
+            self._failed_batches += 1
+            delay = min(self.backoff_seconds * 2 ** (self._failed_batches - 1), self.max_backoff_seconds)
+            log.exception("batch failed outside its records; it will be read again", records=len(records),
+                          retry_in_seconds=delay)
+            await asyncio.sleep(delay)
+            raise NackMessage() from exc
+        self._failed_batches = 0
+
+    async def _run_batch(
+        self, records: Sequence[ConsumerRecord[Any, Any]], handler: Handler, prepare: Prepare | None
     ) -> None:
         outbox = Outbox(self.broker)
         if prepare is not None:
