@@ -59,7 +59,13 @@ class Request:
         return self.headers.get(name.lower(), default)
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        """The body as JSON. Whatever the reader refuses raises ValueError, which handlers answer with a 400:
+        bad syntax, an integer over Python's 4,300-digit limit, and nesting deeper than the interpreter's stack
+        (a RecursionError, which would otherwise be a 500)."""
+        try:
+            return json.loads(self.body)
+        except RecursionError as exc:
+            raise ValueError("JSON nested too deeply to read") from exc
 
     def form(self) -> dict[str, str]:
         parsed = parse_qs(self.body.decode("utf-8", errors="replace"), keep_blank_values=True)

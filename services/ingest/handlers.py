@@ -51,6 +51,8 @@ def register(settings: IngestSettings, ingestor: Ingestor, runner: BatchRunner, 
                 )
             except Reject as exc:
                 decoded[record.partition, record.offset] = exc
+            except Exception:  # noqa: S112 - decoded again in its turn, where a failure is this record's alone
+                continue
         outbox.scratch["decoded"] = decoded
         drafts = [d for d in decoded.values() if isinstance(d, NinjsDraft)]
         await ingestor.prefetch([d.guid for d in drafts], outbox)

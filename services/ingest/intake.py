@@ -67,7 +67,7 @@ def decode_draft(raw: bytes | None, *, key: bytes | None, max_bytes: int, requir
         raise Reject("invalid_utf8", f"not valid UTF-8 at byte {exc.start}") from exc
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer over Python's 4,300-digit limit
         raise Reject("not_json", f"not JSON: {exc}"[:300]) from exc
     if not isinstance(data, dict):
         raise Reject("not_object", "a draft is a JSON object")

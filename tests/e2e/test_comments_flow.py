@@ -369,6 +369,9 @@ async def test_edge_refuses_floods_duplicates_and_invalid_forms(
                                                          "comment": ""})
     assert api.status_code == 400
     assert {e["code"] for e in api.json()["errors"]} == {"missing_name", "invalid_email", "empty_body"}
+    too_deep = await frank.client.post("/api/comments", content=b"[" * 5000 + b"]" * 5000,
+                                       headers={"content-type": "application/json"})
+    assert too_deep.status_code == 400, "JSON deeper than the reader can follow is a bad request, not a crash"
     missing = await frank.client.post("/api/comments", json={"comment_post_ID": "no-such-article",
                                                              "author": "Frank", "email": frank.email,
                                                              "comment": "Hello"})

@@ -54,7 +54,7 @@ async def dead_letters(stack: ServiceStack, values: set[bytes], timeout: float =
 async def test_every_kind_of_bad_draft_is_dead_lettered_and_the_next_one_published(
     stack: ServiceStack, producer: AIOKafkaProducer
 ) -> None:
-    guids = keys_on_one_partition(11)
+    guids = keys_on_one_partition(12)
     good = make_draft(guids[-1])
     base = make_draft(guids[0])
     cases: list[tuple[str, bytes, bytes]] = [
@@ -71,6 +71,9 @@ async def test_every_kind_of_bad_draft_is_dead_lettered_and_the_next_one_publish
         ("invalid_date", guids[8].encode(), json.dumps({**base, "guid": guids[8],
                                                          "firstcreated": "20/03/2024 09:30"}).encode()),
         ("key_mismatch", guids[9].encode(), json.dumps({**base, "guid": guids[8] + "-other"}).encode()),
+        # Valid JSON syntax that Python refuses to read: an integer of more than 4,300 digits.
+        ("not_json", guids[10].encode(),
+         json.dumps({**base, "guid": guids[10]}).encode()[:-1] + b', "wire_count": ' + b"9" * 5000 + b"}"),
     ]
     topic = stack.topic("newsroom.drafts")
     for _, key, value in cases:
