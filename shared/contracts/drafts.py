@@ -7,12 +7,16 @@ can be re-driven or inspected exactly as it arrived.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PubStatus = Literal["usable", "withheld", "canceled"]
+MAX_VERSION = 2**53 - 1
+"""The largest version every fence compares exactly: the Redis scripts that guard writes (and JavaScript) hold
+numbers as doubles. Versions start at 0, so "no version yet" can be told apart from any real one."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CORRECTION_NOTE = re.compile(r"\s*(this (story|article) )?(correction|corrected|correcting)\b", re.IGNORECASE)
 
 
@@ -35,6 +39,10 @@ def parse_rfc3339(value: object) -> datetime | None:
         raise ValueError(f"not an RFC 3339 date-time: {value!r}") from exc
     if parsed.tzinfo is None:
         raise ValueError(f"RFC 3339 date-time without offset: {value!r}")
+    try:
+        parsed.astimezone(UTC)  # dates are kept in UTC; year 9999 at -05:00 is already year 10000 there
+    except OverflowError as exc:
+        raise ValueError(f"date-time out of range once in UTC: {value!r}") from exc
     return parsed
 
 
@@ -107,11 +115,13 @@ class NinjsDraft(NinjsModel):
             if isinstance(value, bool):
                 raise ValueError("version must be an integer")
             return None
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value.strip())
-        raise ValueError("version must be an integer or a numeric string")
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value.strip())
+        if not isinstance(value, int):
+            raise ValueError("version must be an integer or a numeric string")
+        if not 0 <= value <= MAX_VERSION:
+            raise ValueError(f"version must be between 0 and {MAX_VERSION}")
+        return value
 
     @field_validator("firstcreated", "versioncreated", "firstpublished", "embargoed", mode="before")
     @classmethod
@@ -125,8 +135,9 @@ class NinjsDraft(NinjsModel):
 
     @model_validator(mode="after")
     def _publishable(self) -> NinjsDraft:
-        if self.version is None and self.versioncreated is None:
-            raise ValueError("either version or versioncreated is required to order versions")
+        if self.version is None and (self.versioncreated is None or self.versioncreated < EPOCH):
+            # Without a version, versioncreated in epoch milliseconds is the version: it must not be negative.
+            raise ValueError("either version or versioncreated (from 1970 on) is required to order versions")
         if self.pubstatus == "usable":
             missing = [f for f in ("headline", "body_html") if not (getattr(self, f) or "").strip()]
             if missing:
