@@ -372,18 +372,21 @@ class BatchRunner:
         self, records: Sequence[ConsumerRecord[Any, Any]], handler: Handler, prepare: Prepare | None = None
     ) -> None:
         """Handle a batch. A failure outside any one record's handling (a batch-wide read in `prepare`, a
-        dead-letter producer that cannot send) reads the whole batch again after a growing pause: committing it
-        would skip every record in it, the valid ones included, without a trace."""
+        dead-letter producer that cannot send, writes after the produce) reads the whole batch again after a
+        growing pause: committing it would skip every record in it, the valid ones included, without a trace;
+        reading it again at once would spin on a failure that lasts."""
         try:
             await self._run_batch(records, handler, prepare)
-        except NackMessage:
-            raise
         except Exception as exc:
             self._failed_batches += 1
             delay = min(self.backoff_seconds * 2 ** (self._failed_batches - 1), self.max_backoff_seconds)
-            log.exception("batch failed outside its records; it will be read again", records=len(records),
-                          retry_in_seconds=delay)
-            await asyncio.sleep(delay)
+            if not isinstance(exc, NackMessage):  # a NackMessage was logged where it was raised
+                log.exception("batch failed outside its records; it will be read again", records=len(records),
+                              retry_in_seconds=delay)
+            if not self.stopping.is_set():
+                await asyncio.sleep(delay)
+            if isinstance(exc, NackMessage):
+                raise
             raise NackMessage() from exc
         self._failed_batches = 0
 
