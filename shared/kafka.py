@@ -419,7 +419,7 @@ class BatchRunner:
         try:
             await outbox.flush()
         except Exception as exc:
-            log.warning("produce failed; batch will be re-delivered", error=repr(exc))
+            log.warning("produce, or a write after it, failed; the batch will be read again", error=repr(exc))
             raise NackMessage() from exc
 
     async def _run_one(self, record: ConsumerRecord[Any, Any], handler: Handler, outbox: Outbox) -> None:
