@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -130,6 +131,8 @@ class ModerationApi:
         try:
             limit = min(max(int(query.get("limit", [DEFAULT_LIMIT])[0]), 1), MAX_LIMIT)
             before = float(query["before"][0]) if "before" in query else None
+            if before is not None and math.isnan(before):  # Redis refuses "(nan" as a score bound
+                raise ValueError("before is not a number")
         except ValueError:
             return problem(400, "limit and before must be numbers")
         near = query.get("near_key", [None])[0]

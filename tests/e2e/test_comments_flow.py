@@ -468,6 +468,10 @@ async def test_moderation_api_needs_the_token(stack: ServiceStack) -> None:
         )
         assert right.status_code == 200
         assert isinstance(right.json(), list)
+        token = {"Authorization": f"Bearer {MODERATION_TOKEN}"}
+        for bad in ("limit=ten", "before=soon", "before=nan", "status=everything"):
+            assert (await client.get(f"/moderation/comments?{bad}", headers=token)).status_code == 400, bad
+        assert (await client.get("/moderation/comments?before=inf&limit=-5", headers=token)).status_code == 200
         ui = await client.get("/moderation/")
         assert ui.status_code == 200
         assert "script-src 'self'" in ui.headers["content-security-policy"]
