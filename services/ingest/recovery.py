@@ -115,7 +115,8 @@ class StateRecovery:
         else:
             state.status = "embargoed" if event.reason == "embargoed" else "withheld"
             headers = record_headers(record)
-            if event.reason == "embargoed" and headers.get("draft-offset", "").isdigit():
+            where = (headers.get("draft-partition", ""), headers.get("draft-offset", ""))
+            if event.reason == "embargoed" and all(part.isascii() and part.isdigit() for part in where):
                 held[event.guid] = (int(headers["draft-partition"]), int(headers["draft-offset"]), headers)
             else:
                 held.pop(event.guid, None)
