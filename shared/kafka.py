@@ -342,8 +342,9 @@ class BatchRunner:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     _dlq_producer: AIOKafkaProducer | None = None
-    _failed_batches: int = 0
-    """Batches failed in a row (outside their records): the pause before reading one again grows with it."""
+    _failed_batches: dict[Handler, int] = field(default_factory=dict)
+    """Per consumer (its handler), batches failed in a row outside their records: the pause before reading one
+    again grows with it. One runner serves all of a process's consumers; one's failures must not slow another."""
 
     async def _dead_letter_producer(self) -> AIOKafkaProducer:
         """Dead letters go through their own producer (own connection): a burst of huge rejected records must
@@ -378,8 +379,8 @@ class BatchRunner:
         try:
             await self._run_batch(records, handler, prepare)
         except Exception as exc:
-            self._failed_batches += 1
-            delay = min(self.backoff_seconds * 2 ** (self._failed_batches - 1), self.max_backoff_seconds)
+            failures = self._failed_batches[handler] = self._failed_batches.get(handler, 0) + 1
+            delay = min(self.backoff_seconds * 2 ** (failures - 1), self.max_backoff_seconds)
             if not isinstance(exc, NackMessage):  # a NackMessage was logged where it was raised
                 log.exception("batch failed outside its records; it will be read again", records=len(records),
                               retry_in_seconds=delay)
@@ -388,7 +389,7 @@ class BatchRunner:
             if isinstance(exc, NackMessage):
                 raise
             raise NackMessage() from exc
-        self._failed_batches = 0
+        self._failed_batches.pop(handler, None)
 
     async def _run_batch(
         self, records: Sequence[ConsumerRecord[Any, Any]], handler: Handler, prepare: Prepare | None

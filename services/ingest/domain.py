@@ -28,7 +28,7 @@ from services.ingest.sanitize import (
     word_count,
 )
 from shared.contracts.articles import ArticlePublished, Author, Correction, Picture, Term
-from shared.contracts.drafts import NinjsAssociation, NinjsDraft, NinjsRendition
+from shared.contracts.drafts import EPOCH, NinjsAssociation, NinjsDraft, NinjsRendition
 
 __all__ = [
     "DEFAULT_CORRECTION_NOTE",
@@ -59,7 +59,6 @@ DEFAULT_SECTION: Final = Term(code="news", name="News")
 DEFAULT_CORRECTION_NOTE: Final = "This article has been corrected since it was first published."
 DEFAULT_LANGUAGE: Final = "en"
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _APOSTROPHES: Final = re.compile(r"['’‘`´]")
 _NOT_SLUG: Final = re.compile(r"[^a-z0-9]+")
 _SLUG: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -290,7 +289,7 @@ def event_version(draft: NinjsDraft) -> int:
         return draft.version
     if draft.versioncreated is None:
         raise ValueError("a draft needs version or versioncreated")
-    return (_utc(draft.versioncreated) - _EPOCH) // timedelta(milliseconds=1)
+    return (_utc(draft.versioncreated) - EPOCH) // timedelta(milliseconds=1)
 
 
 def _language_of(draft: NinjsDraft) -> str:
