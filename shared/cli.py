@@ -248,7 +248,7 @@ def guid_of(raw: bytes | None) -> bytes:
     """The draft's guid (or uri) as key bytes; empty when the value is not a JSON object with one."""
     try:
         data = json.loads(raw or b"")
-    except ValueError:
+    except (ValueError, RecursionError):
         return b""
     if not isinstance(data, dict):
         return b""
