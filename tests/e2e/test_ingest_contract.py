@@ -54,7 +54,7 @@ async def dead_letters(stack: ServiceStack, values: set[bytes], timeout: float =
 async def test_every_kind_of_bad_draft_is_dead_lettered_and_the_next_one_published(
     stack: ServiceStack, producer: AIOKafkaProducer
 ) -> None:
-    guids = keys_on_one_partition(12)
+    guids = keys_on_one_partition(13)
     good = make_draft(guids[-1])
     base = make_draft(guids[0])
     cases: list[tuple[str, bytes, bytes]] = [
@@ -74,6 +74,9 @@ async def test_every_kind_of_bad_draft_is_dead_lettered_and_the_next_one_publish
         # Valid JSON syntax that Python refuses to read: an integer of more than 4,300 digits.
         ("not_json", guids[10].encode(),
          json.dumps({**base, "guid": guids[10]}).encode()[:-1] + b', "wire_count": ' + b"9" * 5000 + b"}"),
+        # Small in bytes, but nested markup costs the sanitizer the square of its length.
+        ("too_large", guids[11].encode(), json.dumps({**base, "guid": guids[11],
+                                                       "body_html": "<ul><li>" * 6000 + "deep"}).encode()),
     ]
     topic = stack.topic("newsroom.drafts")
     for _, key, value in cases:

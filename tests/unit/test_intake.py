@@ -65,3 +65,12 @@ def test_without_a_version_versioncreated_must_be_from_1970_on() -> None:
 def test_a_date_beyond_the_calendar_once_in_utc_is_an_invalid_date(moment: str) -> None:
     assert _reason(_with(firstcreated=moment)) == "invalid_date"
     assert _reason(_with(versioncreated=moment)) == "invalid_date"
+
+
+def test_a_draft_may_hold_ten_thousand_tags_and_no_more() -> None:
+    """Nested markup costs the sanitizer the square of its length: the bound keeps one draft's worst case
+    near what 2 MB of ordinary markup costs."""
+    assert _accepted(_with(body_html="<ul><li>" * 4_990 + "x"))
+    assert _reason(_with(body_html="<ul><li>" * 5_001 + "x")) == "too_large"
+    escaped = _with(body_html="").replace(b'"body_html": ""', b'"body_html": "' + b"\\u003cdiv>" * 10_001 + b'x"')
+    assert _reason(escaped) == "too_large", "a JSON-escaped '<' is a tag all the same"
