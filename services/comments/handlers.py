@@ -204,7 +204,7 @@ class CommentPipeline:
         self.hasher = Hasher(settings.comments_hash_key.get_secret_value())
         self.policy = policy_from(settings)
         self.spam_model = spam_model or shipped_model()
-        canonical_text("warm up: ça")  # builds the folding tables now (non-ASCII text needs them), not on a comment
+        canonical_text("warm up: ça, ﬁne")  # builds the folding tables now, not on a comment (ﬁ: not yet NFKC)
         self.thresholds = surge_thresholds(settings)
         self.surge = SurgeDetector(self.thresholds)
         self.surge_loaded: set[str] = set()

@@ -143,7 +143,9 @@ def fold(text: str) -> str:
     readable; it is never shown to readers, only compared. Cached: one comment goes through several checks
     (form, duplicate, word lists, spam model), and each would fold the same text again.
     """
-    if not text.isascii():
+    if not unicodedata.is_normalized("NFKC", text):
+        # Normalized text keeps its marks in canonical order, which the insertion sort passes over in one step
+        # each; only text that is not (a C-speed check, 0.2 µs for a comment) can hold a run it must sort.
         text = _stream_safe(text)
     folded = unicodedata.normalize("NFKC", text).casefold()
     if folded.isascii():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 
 import pytest
@@ -181,3 +182,21 @@ def test_cutting_runs_of_accents_changes_no_folded_text(pieces: list[tuple[str, 
     text = "".join(letter + accents for letter, accents in pieces)
     uncut = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold()).translate(_fold_table())
     assert fold(text) == unicodedata.normalize("NFKC", uncut)
+
+
+@pytest.mark.parametrize("text", ["a" + "\u0301\u0316" * 100, "\u0f73" * 100, "x" + "\u0344\u0316" * 100])
+def test_text_with_marks_out_of_order_is_never_taken_for_normalized(text: str) -> None:
+    """`fold` cuts runs only in text that is not NFKC already: marks out of order must never pass that check."""
+    assert not unicodedata.is_normalized("NFKC", text)
+
+
+@given(st.text(alphabet=st.sampled_from("aeoß İ\u0301\u0300\u0316\u0323\u0344\u0f73\u0f71\u0f72\u1e9e"), max_size=80))
+def test_normalized_text_decomposes_to_marks_in_canonical_order(text: str) -> None:
+    """Why the cut may skip normalized text: its marks, decomposed and case-folded, are already in the order
+    normalization sorts them into, so each run costs one pass."""
+    if not unicodedata.is_normalized("NFKC", text):
+        return
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    classes = [unicodedata.combining(character) for character in decomposed]
+    out_of_order = sum(1 for before, after in itertools.pairwise(classes) if after and before > after)
+    assert out_of_order <= decomposed.count("i\u0307")  # casefold writes İ as i + dot above, ahead of later marks
