@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -56,8 +57,8 @@ from shared.contracts.comments import CommentSubmitted  # noqa: E402
 from tests.support.stack import MODERATION_TOKEN, ServiceStack, free_port  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "youtube-spam"
-KAFKA = "127.0.0.1:9092"
-REDIS = "redis://127.0.0.1:6379/0"
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RAW_TOPIC = "bench.raw-copy"
 TARGET_RATE = 2000.0
 TARGET_SHARE = 0.25

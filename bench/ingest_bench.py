@@ -29,8 +29,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.corpus_bbc import bbc_available, default_published, load_bbc, to_ninjs
-from bench.process_cpu import cpu_seconds
-from bench.progress import wait_for_records
+from bench.progress import cpu_seconds, wait_for_records
 from shared.topics import TopicSpec, ensure_topics
 from tests.support.drafts import make_draft
 from tests.support.stack import ServiceStack
