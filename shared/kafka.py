@@ -23,13 +23,16 @@ from typing import Any, Final, TypeVar
 import redis.exceptions
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import (
     CoordinatorLoadInProgressError,
     KafkaConnectionError,
+    KafkaError,
     KafkaTimeoutError,
     NodeNotReadyError,
     RequestTimedOutError,
 )
+from aiokafka.protocol.group import LeaveGroupRequest
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -135,6 +138,38 @@ def key_partitioner(key: bytes | None, all_partitions: list[int], available: lis
     return all_partitions[partition_for(key, len(all_partitions))]
 
 
+_static_member_leaves_on_close = False
+
+
+def static_members_leave_on_close() -> None:
+    """Make a static group member (one with `INSTANCE_ID`) leave its group when it shuts down cleanly.
+
+    Static membership is for crashes: a process killed outright leaves no word, and its restart, with the same
+    instance id, takes its partitions straight back instead of the group waiting out the session timeout
+    (measured: 0.8 s instead of 20.4 s for ingest killed with SIGKILL). But aiokafka's static members never leave,
+    not even on a clean stop, so a rollout or a scale-down, whose new pods carry new names, would stall the
+    stopped member's partitions for the whole session timeout too. A clean stop therefore says goodbye, as a
+    dynamic member does (what Kafka 4.1's Java client offers as `CloseOptions` with `LEAVE_GROUP`). Only
+    `close()` does: a member that merely overran `max.poll.interval.ms` keeps its place, as aiokafka intends.
+    Installed once, by `make_broker`, before any consumer starts.
+    """
+    global _static_member_leaves_on_close
+    if _static_member_leaves_on_close:
+        return
+    maybe_leave_group = GroupCoordinator._maybe_leave_group
+
+    async def leave_on_close(self: GroupCoordinator) -> None:
+        if self._closing.done() and self.generation > 0 and self._group_instance_id is not None:
+            try:
+                await self._send_req(LeaveGroupRequest(self.group_id, self.member_id))
+            except KafkaError as exc:  # the session timeout still frees the partitions
+                log.warning("static member could not leave its group", group=self.group_id, error=str(exc))
+        await maybe_leave_group(self)
+
+    GroupCoordinator._maybe_leave_group = leave_on_close
+    _static_member_leaves_on_close = True
+
+
 def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> KafkaBroker:
     """Producers wait for all in-sync replicas and are idempotent; nothing creates topics implicitly."""
     options: dict[str, Any] = {
@@ -157,6 +192,7 @@ def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> Ka
         "log_level": logging.DEBUG,
     }
     options.update(overrides)
+    static_members_leave_on_close()
     return KafkaBroker(settings.kafka_bootstrap_servers, **options)
 
 

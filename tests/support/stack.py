@@ -87,9 +87,9 @@ class ServiceStack:
             "RELATED_HTTP_PORT": str(self.ports["related"]),
             **self.extra_env,
         }
+        env["INSTANCE_ID"] = f"{service}-{instance}"
         if instance:
             env[f"{service.upper()}_HTTP_PORT"] = str(self.ports.get(f"{service}-{instance}", 0))
-            env["INSTANCE_ID"] = f"{service}-{instance}"
         return env
 
     def settings(self, service: str, cls: type[T]) -> T:
