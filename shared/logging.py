@@ -12,7 +12,9 @@ import json
 import logging
 import random
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import Any, Literal
@@ -88,6 +90,57 @@ def _logger_name(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return event_dict
 
 
+REPEAT_WINDOW_SECONDS = 10.0
+
+
+class RepeatLimiter(logging.Filter):
+    """At most one line per kind of library warning or error every `window` seconds.
+
+    While the broker is down, aiokafka reports every failed connection, fetch, heartbeat and produce, each
+    retried every 50-100 ms: a 14-second broker restart wrote 8,500 lines from four services, and an outage of
+    an hour would bury everything else in the stream. A kind is the logger, level and message template (the
+    text before its arguments are filled in, so "Unable connect to node with id %s: %s" is one kind whatever
+    the node or error). The first line of a kind passes; the others in its window are counted, and the next
+    line to pass says how many were held back (`repeats_not_logged`). Lines below WARNING (access logs, say)
+    and the project's own lines, which do not go through the standard library, are never held back.
+    """
+
+    MAX_KINDS = 1024
+
+    def __init__(self, window: float = REPEAT_WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.window = window
+        self._clock = clock
+        self._kinds: dict[tuple[str, int, str], list[float]] = {}  # kind -> [window start, lines held back]
+        self._lock = threading.Lock()  # library threads (aiokafka's sender, say) log too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        kind = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        with self._lock:
+            state = self._kinds.get(kind)
+            if state is not None and now - state[0] < self.window:
+                state[1] += 1
+                return False
+            if state is None and len(self._kinds) >= self.MAX_KINDS:
+                # messages formatted before logging make a kind each: forget the ones whose window has passed
+                self._kinds = {k: v for k, v in self._kinds.items() if now - v[0] < self.window}
+            self._kinds[kind] = [now, 0]
+        if state is not None and state[1]:
+            record.repeats_not_logged = int(state[1])
+        return True
+
+
+def _repeats_not_logged(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Carries `RepeatLimiter`'s count from the library record into its line."""
+    count = getattr(event_dict.get("_record"), "repeats_not_logged", 0)
+    if count:
+        event_dict["repeats_not_logged"] = count
+    return event_dict
+
+
 def configure_logging(
     service: str,
     *,
@@ -123,7 +176,7 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared_processors, structlog.stdlib.add_logger_name],
+        foreign_pre_chain=[*shared_processors, structlog.stdlib.add_logger_name, _repeats_not_logged],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -132,6 +185,7 @@ def configure_logging(
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)

@@ -4,9 +4,12 @@ written, and odd values (bytes that are not UTF-8, NaN) encoded instead of break
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
+
+from shared.logging import RepeatLimiter
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,3 +47,66 @@ def test_json_lines_with_secrets_redacted() -> None:
     assert (library_inside["guid"], library_inside["receipt"]) == ("g-3", "r-2")
     assert (outer["guid"], outer["receipt"]) == ("g-2", "explicit")  # the call's own field wins
     assert "guid" not in after and "receipt" not in after and after["service"] == "svc"
+
+
+FLOOD_SCRIPT = """
+import logging
+from shared.logging import configure_logging
+configure_logging("svc", fmt="json")
+library = logging.getLogger("aiokafka")
+for node in range(500):  # a broker restart: the same failure, retried every few milliseconds
+    library.error("Unable connect to node with id %s: %s", node % 3, "Connection refused")
+library.warning("Marking the coordinator dead (node %s)", 1)
+logging.getLogger().handlers[0].filters[0].window = 0.0  # the window has passed
+library.error("Unable connect to node with id %s: %s", 1, "Connection refused")
+logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+for n in range(3):
+    logging.getLogger("uvicorn.access").info("GET /a/%s 200", n)
+"""
+
+
+def test_a_library_repeating_one_failure_writes_one_line_per_window() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FLOOD_SCRIPT], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert [line["event"] for line in lines] == [
+        "Unable connect to node with id 0: Connection refused",
+        "Marking the coordinator dead (node 1)",
+        "Unable connect to node with id 1: Connection refused",
+        "GET /a/0 200", "GET /a/1 200", "GET /a/2 200",  # below WARNING: never held back
+    ]
+    assert "repeats_not_logged" not in lines[0] and lines[2]["repeats_not_logged"] == 499
+
+
+def test_the_next_line_of_a_kind_says_how_many_were_held_back() -> None:
+    now = [0.0]
+    limiter = RepeatLimiter(window=10.0, clock=lambda: now[0])
+
+    def record(message: str, *args: object, level: int = logging.ERROR, name: str = "aiokafka") -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, message, args, None)
+
+    refused = "Unable connect to node with id %s: %s"
+    assert limiter.filter(record(refused, 1, "refused"))
+    assert not any(limiter.filter(record(refused, n, "refused")) for n in range(41))
+    # another logger, level or template is another kind
+    assert limiter.filter(record(refused, 1, "refused", name="aiokafka.consumer.fetcher"))
+    assert limiter.filter(record(refused, 1, "refused", level=logging.WARNING))
+    assert limiter.filter(record("Heartbeat failed: %s", "x"))
+    now[0] = 9.9
+    assert not limiter.filter(record(refused, 2, "refused"))
+    now[0] = 10.0
+    passed = record(refused, 2, "refused")
+    assert limiter.filter(passed) and passed.repeats_not_logged == 42  # type: ignore[attr-defined]
+    now[0] = 25.0
+    quiet = record(refused, 2, "refused")
+    assert limiter.filter(quiet) and not hasattr(quiet, "repeats_not_logged")
+
+
+def test_messages_formatted_before_logging_do_not_grow_the_limiter_without_bound() -> None:
+    now = [0.0]
+    limiter = RepeatLimiter(window=10.0, clock=lambda: now[0])
+    for n in range(RepeatLimiter.MAX_KINDS * 3):
+        now[0] = n * 0.1
+        assert limiter.filter(logging.LogRecord("lib", logging.WARNING, __file__, 1, f"failure {n}", (), None))
+    assert len(limiter._kinds) <= RepeatLimiter.MAX_KINDS
