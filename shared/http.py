@@ -203,9 +203,21 @@ class Health:
         return json_response({"status": "ok", "uptime_s": round(time.time() - self.started_at, 1)})
 
     async def readyz(self, _: Request) -> Response:
+        return await self._answer(self.checks)
+
+    def readiness(self, *names: str) -> Callable[[Request], Awaitable[Response]]:
+        """A readiness endpoint that runs only the named checks (the publisher's `/readyz/readers`)."""
+
+        async def answer(_: Request) -> Response:
+            return await self._answer({name: self.checks[name] for name in names})
+
+        return answer
+
+    @staticmethod
+    async def _answer(checks: Mapping[str, ReadinessCheck]) -> Response:
         results: dict[str, str] = {}
         ready = True
-        for name, check in self.checks.items():
+        for name, check in checks.items():
             try:
                 ok, detail = await check()
             except Exception as exc:

@@ -88,6 +88,11 @@ def create_app(settings: PublisherSettings | None = None) -> tuple[ServiceApp, R
         await retarget(live.active)
         await cache.start()
 
+    # Readers are served from Redis alone: a Kafka outage leaves pages as they were, not gone. The load balancer
+    # asks this instead of `/readyz` (which holds Kafka too), so an outage of the pipeline never takes the site
+    # down with it; consumer lag and freshness say that pages are going stale.
+    runtime.router.add(["GET"], "/readyz/readers", runtime.health.readiness("redis"))
+
     live.on_switch.append(retarget)
     live.rebuild_from_log = rebuild_from_log
     runtime.before_start.append(start_site)

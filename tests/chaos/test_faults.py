@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -77,6 +78,34 @@ async def restart(stack: ServiceStack, service: str, sig: int) -> None:
     await wait_ready(stack, service)
 
 
+ARTICLE_LINK = re.compile(r'href="(/[a-z0-9-]+/\d{4}/\d{2}/\d{2}/[^"]+)"')
+
+
+async def an_article_page(stack: ServiceStack) -> str:
+    """The path of an article the home page links to and whose page answers 200."""
+    async with httpx.AsyncClient(base_url=stack.url("publisher"), timeout=10) as client:
+        for path in ARTICLE_LINK.findall((await client.get("/")).text):
+            if (await client.get(path)).status_code == 200:
+                return str(path)
+    raise AssertionError("the home page links to no article yet")
+
+
+async def served_without_kafka(stack: ServiceStack, article: str) -> None:
+    """With the broker down, readers still get their pages from Redis, and the readiness the load balancer asks
+    (`/readyz/readers`) says so, while `/readyz` reports Kafka unreachable."""
+    async with httpx.AsyncClient(base_url=stack.url("publisher"), timeout=10) as client:
+        deadline = time.monotonic() + 20
+        full = await client.get("/readyz")
+        while full.status_code != 503 and time.monotonic() < deadline:  # until the client notices
+            await asyncio.sleep(0.5)
+            full = await client.get("/readyz")
+        assert full.status_code == 503 and "not ready" in full.json()["checks"]["kafka"], full.text
+        readers = await client.get("/readyz/readers")
+        assert readers.status_code == 200, readers.text
+        assert (await client.get("/")).status_code == 200
+        assert (await client.get(article)).status_code == 200, article
+
+
 async def inject(
     fault: Fault, stack: ServiceStack, infra: PrivateInfra, workload: Workload, profile: Profile, n: int
 ) -> float:
@@ -92,8 +121,12 @@ async def inject(
         finally:
             os.kill(proc.pid, signal.SIGCONT)
     elif fault.kind == "broker-kill":
+        article = await an_article_page(stack)
         await asyncio.to_thread(infra.kill_kafka)
-        await asyncio.to_thread(infra.start_kafka)
+        try:
+            await served_without_kafka(stack, article)
+        finally:
+            await asyncio.to_thread(infra.start_kafka)
     elif fault.kind == "redis-flushall":
         await asyncio.to_thread(infra.flushall)
     elif fault.kind == "redis-restart":
