@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-from shared.metrics import HTTP_REQUESTS, labelled, render_metrics
+from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, labelled, render_metrics
 
 GC_THRESHOLD = 20_000
 """Allocations between two young-generation collections (CPython's default is 700)."""
@@ -140,6 +140,7 @@ class Router:
         return None, {}, path_matched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
         route, params, path_matched = self.match(method, path)
@@ -165,8 +166,10 @@ class Router:
 
             get_logger(__name__).exception("request failed", path=path, method=method)
             response = problem(500, "internal error")
-        labelled(HTTP_REQUESTS, self.service, route.name if route else "other", str(response.status)).inc()
+        route_name = route.name if route else "other"
+        labelled(HTTP_REQUESTS, self.service, route_name, str(response.status)).inc()
         await response.send_to(send, head=method == "HEAD")
+        labelled(HTTP_REQUEST_SECONDS, self.service, route_name).observe(time.perf_counter() - started)
 
 
 async def read_body(receive: Receive, limit: int, headers: Mapping[str, str]) -> bytes:

@@ -48,6 +48,13 @@ HTTP_REQUESTS = Counter(
     ["service", "route", "status"],
     registry=REGISTRY,
 )
+HTTP_REQUEST_SECONDS = Histogram(
+    "broadsheet_http_request_seconds",
+    "Time from a request's arrival to its response handed to the connection",
+    ["service", "route"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
 
 
 def labelled(metric: M, *values: str) -> M:

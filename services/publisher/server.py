@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections import deque
 from collections.abc import MutableMapping
 from typing import Any, cast
@@ -22,7 +23,7 @@ import uvloop
 from services.publisher.web import ReaderApp, Variant, request_preferences
 from shared.http import ASGIApp
 from shared.logging import get_logger
-from shared.metrics import HTTP_REQUESTS, labelled
+from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, labelled
 
 log = get_logger(__name__)
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -95,6 +96,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # answering
     def handle(self, request: Request) -> None:
+        started = time.perf_counter()
         if request.method in (b"GET", b"HEAD") and self.server.accepting:
             path = request.url.split(b"?", 1)[0]
             page = self.server.reader.cached(unquote(path.decode("latin-1")))
@@ -104,6 +106,7 @@ class HttpProtocol(asyncio.Protocol):
                                       if_none_match=if_none_match)
                 labelled(HTTP_REQUESTS, "publisher", page.route, str(variant.status)).inc()
                 self.write(variant.raw_head, variant.body, request.keep_alive)
+                labelled(HTTP_REQUEST_SECONDS, "publisher", page.route).observe(time.perf_counter() - started)
                 return
         self.busy = True
         if self.transport:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -18,7 +19,7 @@ from services.publisher.render import asset_bytes, render_error
 from services.publisher.site import SiteConfig
 from services.publisher.store import page_body
 from shared.http import Receive, Scope, Send
-from shared.metrics import HTTP_REQUESTS, labelled
+from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, labelled
 
 CSP = (
     b"default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
@@ -163,9 +164,11 @@ class ReaderApp:
         return self.static.get(path) or await self.cache.get(path) or self.not_found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         page = await self.page(scope["path"])
         accepts_gzip, if_none_match = request_preferences(scope["headers"])
         variant = page.answer(head=scope["method"] == "HEAD", accepts_gzip=accepts_gzip, if_none_match=if_none_match)
         labelled(HTTP_REQUESTS, "publisher", page.route, str(variant.status)).inc()
         await send({"type": "http.response.start", "status": variant.status, "headers": list(variant.headers)})
         await send({"type": "http.response.body", "body": variant.body})
+        labelled(HTTP_REQUEST_SECONDS, "publisher", page.route).observe(time.perf_counter() - started)

@@ -202,6 +202,11 @@ async def test_http_caching_compression_and_security_headers(
     assert robots.status_code == 200 and "sitemap.xml" in robots.text.lower()
     css = await get(stack, "/static/site.css")
     assert css.status_code == 200 and "immutable" in css.headers["cache-control"]
+    # every answer is counted and timed by route, for the dashboard's request rate and time panels
+    metrics = (await get(stack, "/metrics")).text
+    for route in ("page", "missing", "static"):
+        assert f'broadsheet_http_requests_total{{route="{route}",service="publisher",status="' in metrics, route
+        assert f'broadsheet_http_request_seconds_count{{route="{route}",service="publisher"}}' in metrics, route
 
 
 async def test_flush_and_rebuild_gives_byte_identical_pages(stack: ServiceStack, producer: AIOKafkaProducer) -> None:
