@@ -18,7 +18,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 MESSAGES = Counter(
     "broadsheet_messages",
-    "Records consumed, by outcome (processed, failed, dead_lettered, stale, duplicate, retried)",
+    "Records consumed, by outcome: the handler's word for what became of the record (published, stale, duplicate,"
+    " moderated, ...), dead_lettered, or retried for each attempt that failed and will be made again",
     ["service", "topic", "outcome"],
     registry=REGISTRY,
 )
