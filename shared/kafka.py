@@ -10,6 +10,7 @@ batch is committed only after every produce in it is acknowledged, so a crash re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import redis.exceptions
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import (
@@ -42,7 +43,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.contracts.deadletter import DeadLetter
 from shared.logging import get_logger
-from shared.metrics import HANDLER_SECONDS, MESSAGES, labelled
+from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES, labelled
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic, with_prefix
 
@@ -561,11 +562,39 @@ def subscribe(
     async def dispatch(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
         return await handlers[record.topic](record, outbox)
 
+    reported: set[TopicPartition] = set()
+
     async def consume(_: Any, message: KafkaMessage) -> None:
-        await runner.run(records_of(message), dispatch, prepare)
+        records = records_of(message)
+        await runner.run(records, dispatch, prepare)
+        if isinstance(message.consumer, AIOKafkaConsumer):  # not FastStream's in-memory test consumer
+            report_lag(runner.service, message.consumer, records, reported)
 
     consume.__name__ = f"consume_{member}"
     subscriber(consume)
+
+
+def report_lag(
+    service: str, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]], reported: set[TopicPartition]
+) -> None:
+    """Set `broadsheet_consumer_lag` for each partition of a handled batch: the records between the last one handled
+    and the partition's end as of the fetch (no request: the consumer keeps the high-water mark of each fetch).
+
+    Partitions the consumer no longer holds lose their series, so the replica that took them over is the only one
+    to report them and a sum over replicas stays true.
+    """
+    last: dict[TopicPartition, int] = {}
+    for record in records:
+        last[TopicPartition(record.topic, record.partition)] = record.offset
+    for partition, offset in last.items():
+        highwater = consumer.highwater(partition)
+        if highwater is not None:
+            CONSUMER_LAG.labels(service, partition.topic, str(partition.partition)).set(max(0, highwater - offset - 1))
+            reported.add(partition)
+    for partition in reported - consumer.assignment():
+        with contextlib.suppress(KeyError):
+            CONSUMER_LAG.remove(service, partition.topic, str(partition.partition))
+        reported.discard(partition)
 
 
 async def topic_partitions(consumer: Any, topic: str, *, attempts: int = 50) -> list[int]:

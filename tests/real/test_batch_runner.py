@@ -8,6 +8,7 @@ then committed the batch: every record in it, valid or not, was skipped without 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from shared.kafka import BatchRunner, Outbox, make_broker, subscribe
+from shared.metrics import REGISTRY
 from shared.settings import ServiceSettings
 from shared.topics import TopicSpec, ensure_topics
 
@@ -61,3 +63,50 @@ async def test_a_batch_whose_preparation_fails_is_read_again_and_every_record_ha
         await runner.close()
     assert preparations >= 2, "the failed batch must have been prepared again"
     assert sorted(set(handled)) == [f"record-{n}".encode() for n in range(5)]
+
+
+
+async def test_a_consumer_reports_its_lag_per_partition(infra: dict[str, str]) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    topic = f"{prefix}runner.lag"
+    await ensure_topics(infra["kafka"], specs=[TopicSpec(topic, "test")], partitions=2)
+    producer = AIOKafkaProducer(bootstrap_servers=infra["kafka"], acks="all")
+    await producer.start()
+    try:
+        for n in range(40):
+            await producer.send(topic, f"record-{n}".encode(), partition=n % 2)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    def lag(partition: int) -> float:
+        labels = {"service": "lag-test", "topic": topic, "partition": str(partition)}
+        return REGISTRY.get_sample_value("broadsheet_consumer_lag", labels) or 0.0
+
+    settings = ServiceSettings(kafka_bootstrap_servers=infra["kafka"], kafka_topic_prefix=prefix)
+    broker = make_broker(settings, "lag-test")
+    runner = BatchRunner("lag-test", broker, settings)
+    handled = 0
+    peak = 0.0
+
+    async def handle(record: ConsumerRecord[Any, Any], _: Outbox) -> str:
+        nonlocal handled, peak
+        handled += 1
+        peak = max(peak, lag(0), lag(1))  # what the batches before this one left behind them
+        return "processed"
+
+    subscribe(runner, {topic: handle}, description="test input", max_records=5)
+    await broker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while handled < 40 or lag(0) or lag(1):
+            assert time.monotonic() < deadline, (handled, lag(0), lag(1))
+            await asyncio.sleep(0.1)
+    finally:
+        await broker.stop()
+        await runner.close()
+    assert peak >= 5, "batches of 5 out of 20 records a partition leave records behind them"
+    assert {"service": "lag-test", "topic": topic, "partition": "0"} in [
+        sample.labels for family in REGISTRY.collect() for sample in family.samples
+        if sample.name == "broadsheet_consumer_lag"
+    ]

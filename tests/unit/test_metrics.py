@@ -1,9 +1,13 @@
-"""The remembered metric children count into the same series as `labels()`."""
+"""The remembered metric children count into the same series as `labels()`; consumer lag follows the partitions."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from aiokafka import ConsumerRecord, TopicPartition
+
+from shared.kafka import report_lag
 from shared.metrics import HANDLER_SECONDS, MESSAGES, REGISTRY, labelled
 
 
@@ -27,3 +31,35 @@ def test_labelled_keeps_each_metrics_children_apart() -> None:
     assert REGISTRY.get_sample_value("broadsheet_handler_seconds_count", series) == 1
     assert REGISTRY.get_sample_value("broadsheet_handler_seconds_bucket", {**series, "le": "0.0025"}) == 0
     assert REGISTRY.get_sample_value("broadsheet_handler_seconds_bucket", {**series, "le": "0.005"}) == 1
+
+
+class AssignedConsumer:
+    """The two things `report_lag` reads from aiokafka's consumer: each partition's high-water mark as of its last
+    fetch, and the partitions it holds."""
+
+    def __init__(self, highwater: dict[TopicPartition, int]) -> None:
+        self.highwaters = highwater
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return self.highwaters.get(partition)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.highwaters)
+
+
+def test_lag_is_reported_per_partition_and_dropped_with_the_partition() -> None:
+    def record(partition: int, offset: int) -> ConsumerRecord[Any, Any]:
+        return ConsumerRecord("t.lag", partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+
+    def lag(partition: int) -> float | None:
+        labels = {"service": "lag-unit", "topic": "t.lag", "partition": str(partition)}
+        return REGISTRY.get_sample_value("broadsheet_consumer_lag", labels)
+
+    zero, one = TopicPartition("t.lag", 0), TopicPartition("t.lag", 1)
+    consumer = AssignedConsumer({zero: 100, one: 10})
+    reported: set[TopicPartition] = set()
+    report_lag("lag-unit", consumer, [record(0, 40), record(0, 41), record(1, 9)], reported)
+    assert (lag(0), lag(1)) == (58, 0)
+    del consumer.highwaters[one]  # a rebalance gave partition 1 to another replica: only it reports it now
+    report_lag("lag-unit", consumer, [record(0, 99)], reported)
+    assert (lag(0), lag(1)) == (0, None)
