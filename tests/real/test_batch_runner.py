@@ -21,19 +21,25 @@ from shared.settings import ServiceSettings
 from shared.topics import TopicSpec, ensure_topics
 
 
+async def topic_holding(kafka: str, name: str, records: int, *, partitions: int = 1) -> tuple[str, str]:
+    """A new topic, under a prefix of its own, holding "record-0", "record-1", ... in turn on each partition."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    topic = f"{prefix}{name}"
+    await ensure_topics(kafka, specs=[TopicSpec(topic, "test")], partitions=partitions)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
+    try:
+        for n in range(records):
+            await producer.send(topic, f"record-{n}".encode(), key=b"story", partition=n % partitions)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return prefix, topic
+
 async def test_a_batch_whose_preparation_fails_is_read_again_and_every_record_handled(
     infra: dict[str, str],
 ) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    topic = f"{prefix}runner.input"
-    await ensure_topics(infra["kafka"], specs=[TopicSpec(topic, "test")], partitions=1)
-    producer = AIOKafkaProducer(bootstrap_servers=infra["kafka"], acks="all")
-    await producer.start()
-    try:
-        for n in range(5):
-            await producer.send_and_wait(topic, f"record-{n}".encode(), key=b"story")
-    finally:
-        await producer.stop()
+    prefix, topic = await topic_holding(infra["kafka"], "runner.input", 5)
 
     settings = ServiceSettings(kafka_bootstrap_servers=infra["kafka"], kafka_topic_prefix=prefix)
     broker = make_broker(settings, "runner-test")
@@ -67,17 +73,7 @@ async def test_a_batch_whose_preparation_fails_is_read_again_and_every_record_ha
 
 
 async def test_a_consumer_reports_its_lag_per_partition(infra: dict[str, str]) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    topic = f"{prefix}runner.lag"
-    await ensure_topics(infra["kafka"], specs=[TopicSpec(topic, "test")], partitions=2)
-    producer = AIOKafkaProducer(bootstrap_servers=infra["kafka"], acks="all")
-    await producer.start()
-    try:
-        for n in range(40):
-            await producer.send(topic, f"record-{n}".encode(), partition=n % 2)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    prefix, topic = await topic_holding(infra["kafka"], "runner.lag", 40, partitions=2)
 
     def lag(partition: int) -> float:
         labels = {"service": "lag-test", "topic": topic, "partition": str(partition)}
