@@ -99,9 +99,9 @@ def json_response(payload: Any, status: int = 200, headers: Iterable[tuple[bytes
     )
 
 
-def problem(status: int, reason: str, **extra: Any) -> Response:
+def problem(status: int, reason: str, headers: Iterable[tuple[bytes, bytes]] = (), **extra: Any) -> Response:
     """Client errors say what was wrong; they never carry a traceback."""
-    return json_response({"status": status, "error": reason, **extra}, status)
+    return json_response({"status": status, "error": reason, **extra}, status, headers)
 
 
 RouteHandler = Callable[[Request], Awaitable[Response]]

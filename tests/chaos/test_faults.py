@@ -38,6 +38,7 @@ from tests.chaos.harness import (
     wait_lag_zero,
 )
 from tests.chaos.infra import PrivateInfra, Secrets
+from tests.support.drafts import make_draft
 from tests.support.stack import SERVICES, ServiceStack, free_port
 
 
@@ -106,6 +107,19 @@ async def served_without_kafka(stack: ServiceStack, article: str) -> None:
         assert (await client.get(article)).status_code == 200, article
 
 
+async def drafts_refused_without_kafka(stack: ServiceStack) -> None:
+    """With the broker down, the ingest gateway answers a post with 503 and Retry-After, in bounded time, instead
+    of a 500 after the producer's own 30 s timeout."""
+    draft = make_draft(f"broker-down-{uuid.uuid4().hex[:6]}")
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=stack.url("ingest"), timeout=60) as client:
+        token = stack.env("ingest")["INGEST_TOKEN"]
+        answer = await client.post("/drafts", json=draft, headers={"authorization": f"Bearer {token}"})
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["reason_code"] == "unavailable" and int(answer.headers["retry-after"]) > 0
+    assert time.monotonic() - started < 20
+
+
 async def inject(
     fault: Fault, stack: ServiceStack, infra: PrivateInfra, workload: Workload, profile: Profile, n: int
 ) -> float:
@@ -124,7 +138,7 @@ async def inject(
         article = await an_article_page(stack)
         await asyncio.to_thread(infra.kill_kafka)
         try:
-            await served_without_kafka(stack, article)
+            await asyncio.gather(served_without_kafka(stack, article), drafts_refused_without_kafka(stack))
         finally:
             await asyncio.to_thread(infra.start_kafka)
     elif fault.kind == "redis-flushall":
