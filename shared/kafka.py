@@ -208,6 +208,22 @@ def records_of(message: KafkaMessage) -> tuple[ConsumerRecord[Any, Any], ...]:
     return raw if isinstance(raw, tuple) else (raw,)
 
 
+EDGE_ACK_SECONDS = 5.0
+"""How long an HTTP edge (the ingest gateway, the comment form) waits for Kafka to acknowledge what a request
+produces before it answers 503. A healthy broker acknowledges in milliseconds and a leader election in a second
+or two; the producer's own timeout (30 s) outlasts most clients. A record acknowledged after the 503 does no
+harm: the client's retry carries the same draft version or the same comment id, which the consumers ignore."""
+
+
+async def publish_from_edge(
+    broker: KafkaBroker, value: bytes, *, topic: str, key: bytes, headers: Mapping[str, str]
+) -> None:
+    """Produce one record for an HTTP request and wait for its acknowledgement; `TimeoutError` past
+    `EDGE_ACK_SECONDS`, or the producer's error."""
+    async with asyncio.timeout(EDGE_ACK_SECONDS):
+        await broker.publish(value, topic=topic, key=key, headers=dict(headers))
+
+
 def consumer_options(
     settings: ServiceSettings, service: str, *, member: str = "main", max_records: int = 500
 ) -> dict[str, Any]:

@@ -7,7 +7,6 @@ so 202 means durable; the receipt id in the answer follows the story through eve
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
@@ -20,15 +19,10 @@ from services.ingest.config import IngestSettings
 from services.ingest.intake import decode_draft
 from shared import topics
 from shared.http import Request, Response, Router, json_response, problem
-from shared.kafka import Reject, topic_name
+from shared.kafka import Reject, publish_from_edge, topic_name
 from shared.logging import get_logger, new_trace_id
 
 log = get_logger(__name__)
-PRODUCE_TIMEOUT_SECONDS = 10.0
-"""How long a post waits for Kafka to acknowledge its draft before the answer is 503. A healthy broker answers in
-milliseconds and a leader election in seconds; the producer's own timeout (30 s) outlasts most clients, and then
-the answer was a 500 that blamed the gateway. A draft acknowledged after the 503 is harmless: its resending has
-the same version, which ingest ignores as a duplicate."""
 RETRY_AFTER_SECONDS = 5
 
 
@@ -74,19 +68,14 @@ class Gateway:
             status = 413 if exc.reason_code == "too_large" else 422
             return problem(status, exc.reason, reason_code=exc.reason_code, errors=exc.errors)
         receipt = uuid.uuid4().hex
+        headers = {
+            "content-type": "application/json",
+            "receipt": receipt,
+            "trace-id": new_trace_id(),
+            "received-at": f"{time.time():.6f}",
+        }
         try:
-            async with asyncio.timeout(PRODUCE_TIMEOUT_SECONDS):
-                await self.broker.publish(
-                    body,
-                    topic=self.topic,
-                    key=draft.guid.encode(),
-                    headers={
-                        "content-type": "application/json",
-                        "receipt": receipt,
-                        "trace-id": new_trace_id(),
-                        "received-at": f"{time.time():.6f}",
-                    },
-                )
+            await publish_from_edge(self.broker, body, topic=self.topic, key=draft.guid.encode(), headers=headers)
         except (KafkaError, TimeoutError) as exc:
             log.warning("draft not accepted: Kafka did not acknowledge it", guid=draft.guid, error=repr(exc))
             retry_after = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]

@@ -11,7 +11,8 @@ Checks, in order: the form token (form only: HMAC of the article guid, rendered 
 `website_url` left empty, name, e-mail, comment of 1..5,000 characters and an http(s) website → `400` (the form
 comes back filled with the reader's text); the article known and published → `404` / `410`; a double submit of
 the same comment → the same success again; the same text by the same author on the article before → `409`;
-more than one comment per e-mail or per IP in 15 s → `429`.
+more than one comment per e-mail or per IP in 15 s → `429`; Kafka not acknowledging within 5 s → `503` (the
+comment keeps its id, so sending it again cannot make two).
 
 The comment id is assigned here and is the same for a double submit: it derives from the `idempotency_key`
 field when a script filled it, else from the article, the e-mail and the normalized text. The consumer decides
@@ -44,7 +45,7 @@ from services.publisher.store import PublisherStore
 from shared import topics
 from shared.contracts.comments import CommentReported, CommentSubmitted
 from shared.http import Request, Response, Router, json_response
-from shared.kafka import topic_name
+from shared.kafka import publish_from_edge, topic_name
 from shared.logging import get_logger
 from shared.service import Runtime
 from shared.validation import is_valid_author_url, is_valid_email
@@ -396,11 +397,11 @@ class CommentEdge:
             submitted_at=datetime.now(UTC),
         )
         try:
-            await self.broker.publish(
-                event.model_dump_json().encode(), topic=self.topic, key=form.guid.encode(),
+            await publish_from_edge(
+                self.broker, event.model_dump_json().encode(), topic=self.topic, key=form.guid.encode(),
                 headers={"content-type": "application/json"},
             )
-        except Exception as exc:
+        except Exception as exc:  # unreachable or slow broker (TimeoutError): the same comment id on a retry
             log.warning("comment not produced", comment=cid, guid=form.guid, error=repr(exc))
             if not replay:
                 await self.redis.delete(id_key, *taken)
@@ -453,10 +454,15 @@ class CommentEdge:
         event = CommentReported(
             id=cid, article_guid=guid, reporter=self.reader(request), reason=reason, reported_at=datetime.now(UTC)
         )
-        await self.broker.publish(
-            event.model_dump_json().encode(), topic=self.topic, key=(guid or cid).encode(),
-            headers={"content-type": "application/json"},
-        )
+        try:
+            await publish_from_edge(
+                self.broker, event.model_dump_json().encode(), topic=self.topic, key=(guid or cid).encode(),
+                headers={"content-type": "application/json"},
+            )
+        except Exception as exc:  # a retry is harmless: a reader's report counts once
+            log.warning("report not produced", comment=cid, guid=guid, error=repr(exc))
+            error = FieldError("id", "unavailable", "Reports are briefly unavailable. Please try again.")
+            return self.problem(503, [error])
         if not is_json and url_path:
             return Response(b"", 303, [(b"location", f"{url_path}#comments".encode()), (b"cache-control", b"no-store")])
         return json_response({"id": cid, "status": "reported"}, 202)
