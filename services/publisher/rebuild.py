@@ -85,7 +85,13 @@ def namespace_projector(settings: PublisherSettings, client: aioredis.Redis, nam
 
 
 async def page_fingerprints(client: aioredis.Redis, namespace: str) -> dict[str, bytes]:
-    """Every page of a namespace: path → status, location and ETag (a hash of the body), to compare sites."""
+    """Every page of a namespace that answers readers differently from no page at all: path → status, location
+    and ETag (a hash of the body), to compare sites.
+
+    A stored 404 is left out: it is the same error page the reader gets where nothing is stored. Those are list
+    pages past a list's end (a list that shrank keeps answering for the pages it had) and withdrawn stories, and
+    which of the first a replay writes depends on the order it meets the partitions: a rebuild whose lists peaked
+    lower on the way is the same site."""
     prefix = f"{namespace}:page:{{"
     keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
     bodies: dict[str, bytes] = {}
@@ -95,6 +101,8 @@ async def page_fingerprints(client: aioredis.Redis, namespace: str) -> dict[str,
             for key in chunk:
                 pipe.hmget(key, "status", "loc", "etag")
             for key, (status, location, etag) in zip(chunk, await pipe.execute(), strict=True):
+                if status == b"404":
+                    continue
                 path = key.decode()[len(prefix) : -1]
                 bodies[path] = (status or b"") + b" " + (location or b"") + b" " + (etag or b"")
     return bodies

@@ -2,9 +2,10 @@
 
 Each fault gets its own stories (its own guid prefix) on the suite's private Kafka and Redis:
 SIGKILL of each service (then restarted), SIGSTOP of a replica past the group session timeout (a second replica
-takes its partitions; the stale one, resumed, must not overwrite newer pages), kill -9 of the broker, Redis
-flushed (FLUSHALL) or restarted empty, and a rolling restart of every service. The short profile runs a subset;
-the long one (`make chaos`) the whole matrix, and writes docs/chaos-report.md.
+takes its partitions; the stale one, resumed, must not overwrite newer pages), kill -9 of the broker (while it is
+down, readers still get their pages and posts a prompt 503), Redis flushed (FLUSHALL) or restarted empty, and a
+rolling restart of every service. The short profile runs a subset; the long one (`make chaos`) the whole matrix,
+and writes docs/chaos-report.md.
 """
 
 from __future__ import annotations
