@@ -608,9 +608,14 @@ def report_lag(
             CONSUMER_LAG.labels(service, partition.topic, str(partition.partition)).set(max(0, highwater - offset - 1))
             reported.add(partition)
     for partition in reported - consumer.assignment():
-        with contextlib.suppress(KeyError):
-            CONSUMER_LAG.remove(service, partition.topic, str(partition.partition))
+        drop_lag(service, partition)
         reported.discard(partition)
+
+
+def drop_lag(service: str, partition: TopicPartition) -> None:
+    """Forget the lag of a partition this process no longer holds: the replica that took it over reports it."""
+    with contextlib.suppress(KeyError):  # never reported here
+        CONSUMER_LAG.remove(service, partition.topic, str(partition.partition))
 
 
 async def topic_partitions(consumer: Any, topic: str, *, attempts: int = 50) -> list[int]:

@@ -40,7 +40,7 @@ from shared.contracts import (
     RelatedLink,
     RelatedLinksUpdated,
 )
-from shared.kafka import BatchRunner, Outbox, group_id, partition_for, topic_name, topic_partitions
+from shared.kafka import BatchRunner, Outbox, drop_lag, group_id, partition_for, topic_name, topic_partitions
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES, labelled
 from shared.service import cancel_and_wait
@@ -91,6 +91,7 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         for tp in revoked:
             self.worker.owned.discard(tp.partition)
+            drop_lag(SERVICE, tp)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         new = {tp.partition for tp in assigned}

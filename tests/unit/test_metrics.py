@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from services.related.worker import Ownership
 from shared.kafka import report_lag
-from shared.metrics import HANDLER_SECONDS, MESSAGES, REGISTRY, labelled
+from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES, REGISTRY, labelled
 
 
 def test_labelled_returns_the_child_labels_returns_and_counts_into_its_series() -> None:
@@ -63,3 +65,13 @@ def test_lag_is_reported_per_partition_and_dropped_with_the_partition() -> None:
     del consumer.highwaters[one]  # a rebalance gave partition 1 to another replica: only it reports it now
     report_lag("lag-unit", consumer, [record(0, 99)], reported)
     assert (lag(0), lag(1)) == (0, None)
+
+
+async def test_the_related_worker_forgets_the_lag_of_a_partition_taken_from_it() -> None:
+    partition = TopicPartition("t.related-lag", 3)
+    labels = {"service": "related", "topic": partition.topic, "partition": "3"}
+    CONSUMER_LAG.labels("related", partition.topic, "3").set(7)
+    worker = SimpleNamespace(owned={3, 4})
+    await Ownership(worker).on_partitions_revoked([partition])  # type: ignore[arg-type]
+    assert worker.owned == {4}
+    assert REGISTRY.get_sample_value("broadsheet_consumer_lag", labels) is None
