@@ -197,6 +197,13 @@ def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> Ka
     return KafkaBroker(settings.kafka_bootstrap_servers, **options)
 
 
+def json_bytes(model: BaseModel) -> bytes:
+    """`model.model_dump_json().encode()`, byte for byte, without the detour through `str`: pydantic
+    serializes to bytes and `model_dump_json` decodes them, only for every producer to encode them again
+    (on a 3 KB article event the detour costs about as much as the serializing)."""
+    return model.__pydantic_serializer__.to_json(model)
+
+
 async def keep_raw(_: Any) -> None:
     """Decoder that leaves records undecoded: handlers parse them themselves, so a bad record can be
     dead-lettered with its exact bytes instead of failing the whole batch in the framework."""
@@ -341,7 +348,7 @@ class Outbox:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """Produce without waiting; `target` is a declared publisher (documented in AsyncAPI) or a topic."""
-        payload = value if isinstance(value, bytes) else value.model_dump_json().encode()
+        payload = value if isinstance(value, bytes) else json_bytes(value)
         all_headers = {"content-type": "application/json", **(headers or {})}
         if self._producer is not None:
             future = await self._producer.send(

@@ -34,6 +34,7 @@ from services.comments.handlers import ACTION_STATUS
 from services.comments.store import STATUSES, CommentRecord, CommentStore, Hasher
 from shared.contracts.comments import ModerationAction
 from shared.http import Request, Response, Router, json_response, problem
+from shared.kafka import json_bytes
 
 MAX_BULK = 1000
 DEFAULT_LIMIT = 50
@@ -242,7 +243,7 @@ class ModerationApi:
             )
             futures.append(
                 await self.broker.publish(
-                    event.model_dump_json().encode(),
+                    json_bytes(event),
                     topic=self.submissions_topic,
                     key=record.article_guid.encode(),
                     headers={"content-type": "application/json"},

@@ -45,7 +45,7 @@ from services.publisher.store import PublisherStore
 from shared import topics
 from shared.contracts.comments import CommentReported, CommentSubmitted
 from shared.http import Request, Response, Router, json_response
-from shared.kafka import publish_from_edge, topic_name
+from shared.kafka import json_bytes, publish_from_edge, topic_name
 from shared.logging import get_logger
 from shared.service import Runtime
 from shared.validation import is_valid_author_url, is_valid_email
@@ -398,7 +398,7 @@ class CommentEdge:
         )
         try:
             await publish_from_edge(
-                self.broker, event.model_dump_json().encode(), topic=self.topic, key=form.guid.encode(),
+                self.broker, json_bytes(event), topic=self.topic, key=form.guid.encode(),
                 headers={"content-type": "application/json"},
             )
         except Exception as exc:  # unreachable or slow broker (TimeoutError): the same comment id on a retry
@@ -456,7 +456,7 @@ class CommentEdge:
         )
         try:
             await publish_from_edge(
-                self.broker, event.model_dump_json().encode(), topic=self.topic, key=(guid or cid).encode(),
+                self.broker, json_bytes(event), topic=self.topic, key=(guid or cid).encode(),
                 headers={"content-type": "application/json"},
             )
         except Exception as exc:  # a retry is harmless: a reader's report counts once
