@@ -78,6 +78,35 @@ def decode_draft(raw: bytes | None, *, key: bytes | None, max_bytes: int, requir
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Reject("invalid_utf8", f"not valid UTF-8 at byte {exc.start}") from exc
+    draft = _validated_at_once(raw) or _validated_step_by_step(text)
+    if "\x00" in draft.guid:
+        raise Reject("invalid_guid", "guid contains a NUL character")
+    if key is None and require_key:
+        raise Reject("missing_key", "the record has no key; key every draft by its guid")
+    if key is not None and key != draft.guid.encode():
+        raise Reject("key_mismatch", "the record key differs from the draft's guid")
+    return draft
+
+
+def _validated_at_once(raw: bytes) -> NinjsDraft | None:
+    """The draft parsed and validated in one pass of pydantic's own JSON parser, in a third of the time
+    `json.loads` and `model_validate` take; None when that fails, and the step-by-step path tells why.
+
+    A draft is nested no deeper than it has brackets, so under `MAX_NESTING` of them the nesting check is
+    already passed; above that (rare: real drafts hold a dozen or two) the steps run. What pydantic's parser
+    refuses goes the slow way, which names the reason: invalid JSON, numbers past Python's digit limit, raw
+    controls in strings, a byte-order mark, and lone surrogate escapes (which the steps accept).
+    tests/unit/test_intake.py checks that both paths give the same draft, or the same refusal.
+    """
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING:
+        return None
+    try:
+        return NinjsDraft.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+def _validated_step_by_step(text: str) -> NinjsDraft:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:  # ValueError: also an integer over Python's 4,300-digit limit
@@ -92,10 +121,4 @@ def decode_draft(raw: bytes | None, *, key: bytes | None, max_bytes: int, requir
         errors = exc.errors(include_url=False, include_input=False)
         code, message = reason_for(errors)
         raise Reject(code, message, [{k: v for k, v in e.items() if k != "ctx"} for e in errors]) from exc
-    if "\x00" in draft.guid:
-        raise Reject("invalid_guid", "guid contains a NUL character")
-    if key is None and require_key:
-        raise Reject("missing_key", "the record has no key; key every draft by its guid")
-    if key is not None and key != draft.guid.encode():
-        raise Reject("key_mismatch", "the record key differs from the draft's guid")
     return draft

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.ingest.intake import MAX_NESTING, decode_draft
-from shared.kafka import Reject
+from services.ingest.intake import MAX_NESTING, _validated_at_once, _validated_step_by_step, decode_draft
+from shared.contracts import NinjsDraft
+from shared.kafka import Reject, json_bytes
 from tests.support.drafts import make_draft
 
 
@@ -74,3 +77,53 @@ def test_a_draft_may_hold_ten_thousand_tags_and_no_more() -> None:
     assert _reason(_with(body_html="<ul><li>" * 5_001 + "x")) == "too_large"
     escaped = _with(body_html="").replace(b'"body_html": ""', b'"body_html": "' + b"\\u003cdiv>" * 10_001 + b'x"')
     assert _reason(escaped) == "too_large", "a JSON-escaped '<' is a tag all the same"
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+_fields = st.sampled_from([
+    "guid", "uri", "version", "type", "pubstatus", "headline", "slugline", "body_html", "description_text",
+    "byline", "authors", "service", "subject", "keywords", "language", "firstcreated", "versioncreated",
+    "firstpublished", "embargoed", "associations", "ednote", "signal", "evolvedfrom", "wire_count", "x",
+])  # fmt: skip
+_plausible = st.sampled_from([
+    "3", " 7 ", 2**53, "2026-11-26T10:00:00Z", "2026-11-26 10:00:00+05:30", "2026-11-26", "withheld", "canceled",
+    [{"code": "world", "name": "World"}], [{"name": "Zoë", "role": "writer"}], {"main": {"renditions": {}}},
+    {"main": {"renditions": {"x": {"href": "https://i.test/a.jpg", "width": "640"}}}}, "  padded  ", "",
+])  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    changes=st.dictionaries(_fields, _json_values | _plausible, max_size=3),
+    extras=st.dictionaries(st.text(min_size=1, max_size=6).map("x-{}".format), _json_values, max_size=3),
+    ascii_only=st.booleans(),
+)
+def test_the_one_pass_and_the_step_by_step_decoding_agree(
+    changes: dict[str, object], extras: dict[str, object], ascii_only: bool
+) -> None:
+    """A draft pydantic's JSON parser accepts in one pass is the draft the steps would have built."""
+    raw = json.dumps({**make_draft("agree"), **changes, **extras}, ensure_ascii=ascii_only).encode()
+    at_once = _validated_at_once(raw)
+    try:
+        stepwise: NinjsDraft | str = _validated_step_by_step(raw.decode())
+    except Reject as refused:
+        stepwise = refused.reason_code
+    if at_once is not None:
+        assert isinstance(stepwise, NinjsDraft)
+        assert at_once.model_dump() == stepwise.model_dump()
+        assert json_bytes(at_once) == json_bytes(stepwise)
+
+
+@pytest.mark.parametrize("extra", [
+    b'"\\ud800"', b"NaN", b"-Infinity", b"1.5e400", b"-0", b'"\\u0000"', b"9" * 4000, b'"\\ud83d\\ude00"',
+])  # fmt: skip
+def test_values_at_the_edges_of_the_two_json_readers_decode_alike(extra: bytes) -> None:
+    raw = json.dumps(make_draft("edges")).encode()[:-1] + b', "x": ' + extra + b"}"
+    draft = decode_draft(raw, key=b"edges", max_bytes=1 << 22)
+    reference = _validated_step_by_step(raw.decode())
+    assert json.dumps(draft.model_extra) == json.dumps(reference.model_extra)
