@@ -200,7 +200,7 @@ def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> Ka
 def json_bytes(model: BaseModel) -> bytes:
     """`model.model_dump_json().encode()`, byte for byte, without the detour through `str`: pydantic
     serializes to bytes and `model_dump_json` decodes them, only for every producer to encode them again
-    (on a 3 KB article event the detour costs about as much as the serializing)."""
+    (on a 3 KB article event the detour costs two thirds of what the serializing does)."""
     return model.__pydantic_serializer__.to_json(model)
 
 
