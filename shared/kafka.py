@@ -324,12 +324,34 @@ def direct_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
     return producer if isinstance(producer, AIOKafkaProducer) else None
 
 
+DELIVERY_TIMEOUT_SECONDS = 120.0
+"""How long a batch waits for Kafka to acknowledge what it produced, like the Java producer's
+`delivery.timeout.ms` (same default). aiokafka's idempotent producer never gives up on a record, so a record
+whose acknowledgement never comes would hold its consumer for good. This was seen once, after a broker restart:
+ingest's last batch before the kill never finished, while the same producer went on delivering the gateway's
+drafts. Past the deadline the batch is read again and its records are sent again, which consumers ignore as
+duplicates."""
+
+
+async def acknowledged(futures: Sequence[asyncio.Future[Any]], *, within: float) -> None:
+    """Wait until Kafka acknowledges every record; raise the first failure as soon as it comes, or
+    `TimeoutError` past `within`. Futures still waiting are left to the producer, not cancelled."""
+    done, waiting = await asyncio.wait(futures, timeout=within, return_when=asyncio.FIRST_EXCEPTION)
+    for future in done:
+        error = future.exception()
+        if error is not None:
+            raise error
+    if waiting:
+        raise TimeoutError(f"{len(waiting)} of {len(futures)} records not acknowledged by Kafka within {within:g} s")
+
+
 @dataclass
 class Outbox:
     """Collects the produces of a batch so they travel in parallel and are confirmed together before commit."""
 
     broker: KafkaBroker
     pending: list[asyncio.Future[Any]] = field(default_factory=list)
+    delivery_timeout: float = DELIVERY_TIMEOUT_SECONDS
 
     after_flush: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     scratch: dict[str, Any] = field(default_factory=dict)
@@ -372,7 +394,7 @@ class Outbox:
     async def flush(self) -> None:
         pending, self.pending = self.pending, []
         if pending:
-            await asyncio.gather(*pending)
+            await acknowledged(pending, within=self.delivery_timeout)
         effects, self.after_flush = self.after_flush, []
         for effect in effects:
             await effect()
