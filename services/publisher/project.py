@@ -39,7 +39,7 @@ from services.publisher.render import (
     render_sitemap_index,
 )
 from services.publisher.site import SiteConfig
-from services.publisher.store import ListChange, Page, PublisherStore, http_date
+from services.publisher.store import ListChange, ListState, Page, PublisherStore, http_date
 from shared.contracts import (
     ArticleKilled,
     ArticlePublished,
@@ -60,6 +60,8 @@ NEWS_MAX_ITEMS = 1000
 ListKind = Literal["home", "section", "author", "tag"]
 
 
+RECONCILE_ROUNDS = 5
+"""How often `reconcile` computes an article's lists again while other consumers keep changing its state."""
 SITEMAP_ENTRY = "~sitemap"  # among the pending renders, beside the list names (which never start with ~)
 
 
@@ -201,25 +203,43 @@ class Projector:
         Idempotent, and run even for a stale event: a consumer that crashed between the state write and this
         step finishes the job when the event is delivered again. `known` is the state just written (the
         published article, the lists it was in, the summary its own was stored over), which saves reading it
-        back."""
+        back.
+
+        The state and the lists live on different Redis slots, so they cannot change in one script; instead
+        the lists are computed again whenever the state moved while they were written. Two consumers meet here
+        when a rewrite (one partition) supersedes its origin (another) as the origin itself is applied: left to
+        the order of their writes, the origin would stay in its lists without a summary."""
+        for _ in range(RECONCILE_ROUNDS):
+            used, stored = await self._reconcile_once(guid, dirty, known)
+            if used == stored:
+                return
+            known = None
+        log.warning("article state kept changing while its lists were written", guid=guid, rounds=RECONCILE_ROUNDS)
+
+    async def _reconcile_once(
+        self, guid: str, dirty: Dirty, known: tuple[ArticlePublished, list[str], bytes | None] | None
+    ) -> tuple[ListState, ListState]:
+        """One pass of `reconcile`: the state it followed, and the state stored once its writes were done."""
         summary_swapped = known is not None
         previous: bytes | None = None
         if known is not None:
             article: ArticlePublished | None = known[0]
             current = set(known[1])
             previous = known[2]
+            used = ListState(str(known[0].version), "published", "")
         else:
             meta, article_json, _, _ = await self.store.article_bundle(guid)
             current = set(json.loads(meta.get("lists") or "[]"))
             published = meta.get("status") == "published" and article_json and not meta.get("superseded_by")
             article = ArticlePublished.model_validate_json(article_json) if published and article_json else None
+            used = ListState(meta.get("version", ""), meta.get("status", ""), meta.get("superseded_by", ""))
         if article is not None:
             summary_json = Summary.of(article).to_json()
             if not summary_swapped:
                 previous = await self.store.swap_summary(guid, summary_json)
             summary_changed = previous is None or previous.decode() != summary_json
             target = lists_of(article)
-            changes = await self.store.update_lists(
+            changes, stored = await self.store.update_lists(
                 guid, upserts=sorted(target.items()), removals=sorted(current - set(target)),
                 score=article.date_published.timestamp(), force=summary_changed,
                 lists_after=list(target) if set(target) != current else None,
@@ -228,13 +248,14 @@ class Projector:
                 dirty.list_changed(name, change)
             dirty.articles.add(guid)
         else:
-            changes = await self.store.update_lists(
+            changes, stored = await self.store.update_lists(
                 guid, upserts=(), removals=sorted(current), score=0.0, force=False,
                 lists_after=[] if current else None,
             )
             for name, change in changes:
                 dirty.list_changed(name, change)
             await self.store.swap_summary(guid, None)
+        return used, stored
 
     # --- rendering ------------------------------------------------------------------------------------------
 

@@ -123,6 +123,13 @@ SET_FIELD = """
 return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 """
 
+LIST_STATE = """
+-- KEYS: meta   The state an article's list memberships follow: version, status and the rewrite that took it over.
+local state = redis.call('HMGET', KEYS[1], 'version', 'status', 'superseded_by')
+for i = 1, 3 do if not state[i] then state[i] = '' end end
+return state
+"""
+
 MARK_SUPERSEDED = """
 -- KEYS: meta   ARGV: guid of the rewrite. Kept even before the story itself arrives (a replay's order).
 if redis.call('HGET', KEYS[1], 'superseded_by') == ARGV[1] then return 0 end
@@ -179,6 +186,19 @@ class ListChange:
     @property
     def changed(self) -> bool:
         return self.old_rank != -2
+
+
+@dataclass(frozen=True)
+class ListState:
+    """What an article's list memberships follow, as stored in its meta: version, status, superseding rewrite."""
+
+    version: str
+    status: str
+    superseded_by: str
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,7 @@ class PublisherStore:
         self._list_upsert = client.register_script(LIST_UPSERT)
         self._list_remove = client.register_script(LIST_REMOVE)
         self._set_field = client.register_script(SET_FIELD)
+        self._list_state = client.register_script(LIST_STATE)
         self._note_pending = client.register_script(NOTE_PENDING)
         self._mark_superseded = client.register_script(MARK_SUPERSEDED)
         self._clear_pending = client.register_script(CLEAR_PENDING)
@@ -346,9 +367,13 @@ class PublisherStore:
     async def update_lists(
         self, guid: str, *, upserts: Sequence[tuple[str, str]], removals: Sequence[str], score: float,
         force: bool, lists_after: Sequence[str] | None,
-    ) -> list[tuple[str, ListChange]]:
+    ) -> tuple[list[tuple[str, ListChange]], ListState]:
         """One article's list memberships in one round trip: `removals` left, `upserts` (name, title) entered
-        or moved (re-shown when `force`), and the article's own record of its lists set to `lists_after`."""
+        or moved (re-shown when `force`), and the article's own record of its lists set to `lists_after`.
+
+        Also returns the article's list state as it stands once all that is written: when it is not the state
+        the changes were computed from, another consumer changed the article meanwhile (a rewrite superseding
+        it, from another partition) and the caller computes them again."""
         calls: list[tuple[AsyncScript, Sequence[str], Sequence[Any]]] = []
         for name in removals:
             calls.append((self._list_remove, [self.list_key(name, "z"), self.list_key(name, "stamp")], [guid]))
@@ -358,9 +383,13 @@ class PublisherStore:
         if lists_after is not None:
             record = ["lists", json.dumps(sorted(lists_after))]
             calls.append((self._set_field, [self.article_key(guid, "meta")], record))
+        calls.append((self._list_state, [self.article_key(guid, "meta")], []))  # last: read after the writes
         names = [*removals, *(name for name, _ in upserts)]
-        results = (await self.run_scripts(calls))[: len(names)]  # the lists' answers; the record's comes last
-        return [(name, ListChange(*(int(x) for x in raw))) for name, raw in zip(names, results, strict=True)]
+        results = await self.run_scripts(calls)
+        version, status, superseded_by = (_text(x) for x in results[-1])
+        answers = zip(names, results[: len(names)], strict=True)
+        changes = [(name, ListChange(*(int(x) for x in raw))) for name, raw in answers]
+        return changes, ListState(version, status, superseded_by)
 
     # pages to render later: lists, feeds and sitemaps, noted durably so that no crash loses them
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -122,6 +123,35 @@ async def test_a_rewrite_owns_the_url_whichever_of_the_two_a_replay_meets_first(
         for namespace in sites:
             await drop_namespace(client, namespace)
         await client.aclose()
+
+
+async def test_a_rewrite_met_while_its_origin_is_being_applied_still_takes_the_origin_off_every_list(
+    projector: Projector,
+) -> None:
+    """The origin and its rewrite live on different partitions, so two consumers (or a rebuild's workers) apply
+    them at the same time. Here the rewrite supersedes the origin between the origin's state write and its list
+    update: the origin must still end up in no list, not left in them without a summary (an invisible entry
+    that shifts every archive page after it)."""
+    origin = make_article(guid="urn:newsml:broadsheet:2024:origin")
+    rewrite = make_article(guid="urn:newsml:broadsheet:2024:rewrite", evolvedfrom=origin.guid,
+                           story_root=origin.guid, headline="Update: the front line moves again")
+    store = projector.store
+    rival = Projector(PublisherStore(store.redis, store.ns), SITE, form_secret="test-secret")
+    stored_state = store.apply_article
+
+    async def state_then_rewrite(guid: str, *args: Any, **kwargs: Any) -> Any:
+        written = await stored_state(guid, *args, **kwargs)
+        if guid == origin.guid:
+            await rival.article_published(rewrite, Dirty())
+        return written
+
+    store.apply_article = state_then_rewrite  # type: ignore[method-assign]
+    await projector.article_published(origin, Dirty())
+
+    for name in ("home", "section:russia-ukraine-war"):
+        listed = await store.list_slice(name, 0, -1)
+        assert listed.guids == [rewrite.guid], name
+    assert await store.summaries([origin.guid]) == [None]
 
 
 async def test_a_list_page_past_the_end_is_the_same_site_as_no_page(infra: dict[str, str]) -> None:
