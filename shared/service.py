@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +49,30 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None, *, within: float = 5.0
     return True
 
 
+def awaiting(task: asyncio.Task[Any]) -> tuple[str, str]:
+    """The chain of awaits a task is suspended in (outermost first), and what the innermost one waits for."""
+    frames: list[tuple[Any, int]] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = next((getattr(awaited, a) for a in ("cr_frame", "gi_frame", "ag_frame") if hasattr(awaited, a)), None)
+        if frame is None:
+            break
+        frames.append((frame, frame.f_lineno))
+        awaited = next((getattr(awaited, a) for a in ("cr_await", "gi_yieldfrom", "ag_await") if hasattr(awaited, a)),
+                       None)
+    return "".join(traceback.StackSummary.extract(iter(frames)).format()), repr(awaited)[:300]
+
+
+def log_task_stacks() -> None:
+    """Log where every task of this process is waiting: a consumer that stopped moving (lag that does not go
+    down, no error logged) says which await holds it. Sent by `kill -USR1 <pid>`; the process carries on."""
+    tasks = sorted(asyncio.all_tasks(), key=lambda task: task.get_name())
+    for task in tasks:
+        stack, waits_for = awaiting(task)
+        log.warning("task stack", task=task.get_name(), stack=stack[-6000:], waits_for=waits_for)
+    log.warning("task stacks logged", tasks=len(tasks))
+
+
 @dataclass
 class Runtime:
     service: str
@@ -66,6 +92,8 @@ class Runtime:
         log = get_logger(self.service)
 
         async def started() -> None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, log_task_stacks)
             for hook in self.on_startup:
                 await hook()
             log.info("service started", service=self.service)

@@ -743,7 +743,9 @@ async def wait_lag_zero(stack: ServiceStack, within: float = 120) -> float:
         except Exception as exc:
             last = repr(exc)
         await asyncio.sleep(1)
-    raise AssertionError(f"consumer lag not back to 0 after {within}s: {last}")
+    stuck = [service for service, lag in last.items() if lag] if isinstance(last, dict) else []
+    where = await asyncio.to_thread(stack.dump_stacks, stuck)  # which await each stuck consumer is in
+    raise AssertionError(f"consumer lag not back to 0 after {within}s: {last}\n{where}")
 
 
 async def eventually(check: Callable[[], Awaitable[Verdict]], within: float, interval: float = 2.0) -> Verdict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -108,3 +109,10 @@ async def test_bad_drafts_are_dead_lettered_and_the_next_one_is_published(
         assert headers["dlq-source-topic"] == topic
         assert headers["dlq-source-offset"].isdigit()
         assert headers["dlq-consumer"].endswith("broadsheet-ingest")
+
+
+async def test_usr1_logs_where_each_task_of_a_service_waits(stack: ServiceStack) -> None:
+    """What an operator (or a failing chaos test) asks a consumer that stopped moving without an error."""
+    where = await asyncio.to_thread(stack.dump_stacks, ["related"])
+    assert "related-archive" in where and "_follow_archive" in where, where
+    assert all(proc.poll() is None for proc in stack.processes["related"])  # the process carries on

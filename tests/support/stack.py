@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -184,6 +184,26 @@ class ServiceStack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def dump_stacks(self, services: Iterable[str]) -> str:
+        """Have these services log where each of their tasks waits (SIGUSR1), for a test about to fail on a
+        consumer that stopped moving; returns the innermost frames of each, for the failure message."""
+        chosen = list(services)
+        for service in chosen:
+            for proc in self.processes.get(service, []):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.5)
+        report = []
+        for service in chosen:
+            for instance in range(len(self.processes.get(service, []))):
+                for line in self.log_lines(service, instance):
+                    if line.get("event") == "task stack":
+                        lines = str(line.get("stack", "")).splitlines()
+                        frames = [f.strip() for f in lines if f.strip().startswith("File")]
+                        report.append(f"{service}-{instance} {line.get('task')}: " + " > ".join(frames))
+        # The project's own loops first: a message cut short keeps what says which of them is stuck.
+        return "\n".join(sorted(report, key=lambda entry: "/services/" not in entry and "/shared/" not in entry))
 
     async def wait_idle(self, timeout: float = 60) -> None:
         """Until every consumer group of the stack has consumed everything and the publisher has no list left
