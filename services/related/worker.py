@@ -169,6 +169,9 @@ class RelatedWorker:
                 await consumer.stop()
 
     async def ready(self) -> tuple[bool, str]:
+        stopped = [task.get_name() for task in self._tasks if task.done()]
+        if stopped:
+            return False, f"loop stopped: {', '.join(stopped)} (the log says why)"
         return self.index_ready.is_set(), f"{len(self.engine)} articles indexed, {len(self.owned)} partitions owned"
 
     # --- loops ----------------------------------------------------------------------------------------------
@@ -269,7 +272,7 @@ class RelatedWorker:
                          seconds=round(time.perf_counter() - started, 2))
             if not self.index_ready.is_set():
                 continue
-            await self._emit_changes(changed)
+            await self._emit_until_sent(changed)
             for tp in self.archive.assignment():
                 self.done[tp.partition] = int(await self.archive.position(tp))
 
@@ -301,29 +304,53 @@ class RelatedWorker:
         labelled(HANDLER_SECONDS, SERVICE, record.topic).observe(time.perf_counter() - started)
         return changed
 
+    async def _emit_until_sent(self, changed: Mapping[str, tuple[Link, ...]]) -> None:
+        """Kafka unreachable, or slow to acknowledge: send the same changes again, for as long as it lasts. The
+        archive position (and so the group's offsets) stays where it was meanwhile."""
+        delay = self.runner.backoff_seconds
+        while True:
+            try:
+                await self._emit_changes(changed)
+                return
+            except Exception as exc:
+                log.warning("links not emitted; retrying", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.runner.max_backoff_seconds)
+
     async def _emit_changes(self, changed: Mapping[str, tuple[Link, ...]]) -> None:
+        """Send the links that changed; only once Kafka has acknowledged them are they counted as emitted. On
+        failure everything is left as it was, for the caller to try again."""
         outbox = Outbox(self.broker)
         reconcile, self.to_reconcile = self.to_reconcile, set()
-        candidates = dict(changed)
-        if reconcile:
-            for guid in list(self.article_versions):
-                if self.partition_of(guid) in reconcile and guid not in candidates:
-                    candidates[guid] = self.engine.links(guid)
-            for guid in list(self.emitted):
-                if self.partition_of(guid) in reconcile and guid not in candidates:
-                    candidates[guid] = self.engine.links(guid)
-        for guid, links in sorted(candidates.items()):
-            if self.partition_of(guid) not in self.owned:
-                continue
-            public = as_public_links(links)
-            signature = link_signature(public)
-            if self.emitted.get(guid) == signature or (not signature and guid not in self.emitted):
-                continue
-            event = RelatedLinksUpdated(guid=guid, links=public, article_version=self.article_versions.get(guid, 0))
-            await outbox.send(self.related_topic, guid, event)
-            self.emitted[guid] = signature
         invalid, self.invalid = self.invalid, []
-        for record, reason in invalid:
-            if record.partition in self.owned:
-                await self.runner.dead_letter(record, outbox, "invalid_event", reason, (), 1)
-        await outbox.flush()
+        try:
+            candidates = dict(changed)
+            if reconcile:
+                for guid in list(self.article_versions):
+                    if self.partition_of(guid) in reconcile and guid not in candidates:
+                        candidates[guid] = self.engine.links(guid)
+                for guid in list(self.emitted):
+                    if self.partition_of(guid) in reconcile and guid not in candidates:
+                        candidates[guid] = self.engine.links(guid)
+            sent: dict[str, tuple[tuple[str, str, str, str], ...]] = {}
+            for guid, links in sorted(candidates.items()):
+                if self.partition_of(guid) not in self.owned:
+                    continue
+                public = as_public_links(links)
+                signature = link_signature(public)
+                if self.emitted.get(guid) == signature or (not signature and guid not in self.emitted):
+                    continue
+                event = RelatedLinksUpdated(
+                    guid=guid, links=public, article_version=self.article_versions.get(guid, 0)
+                )
+                await outbox.send(self.related_topic, guid, event)
+                sent[guid] = signature
+            for record, reason in invalid:
+                if record.partition in self.owned:
+                    await self.runner.dead_letter(record, outbox, "invalid_event", reason, (), 1)
+            await outbox.flush()
+        except BaseException:
+            self.to_reconcile |= reconcile
+            self.invalid[:0] = invalid
+            raise
+        self.emitted.update(sent)
