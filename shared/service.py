@@ -49,8 +49,8 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None, *, within: float = 5.0
     return True
 
 
-def awaiting(task: asyncio.Task[Any]) -> tuple[str, str]:
-    """The chain of awaits a task is suspended in (outermost first), and what the innermost one waits for."""
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """The chain of awaits a task is suspended in, outermost first (`Task.get_stack` gives only the first)."""
     frames: list[tuple[Any, int]] = []
     awaited: Any = task.get_coro()
     while awaited is not None:
@@ -60,7 +60,7 @@ def awaiting(task: asyncio.Task[Any]) -> tuple[str, str]:
         frames.append((frame, frame.f_lineno))
         awaited = next((getattr(awaited, a) for a in ("cr_await", "gi_yieldfrom", "ag_await") if hasattr(awaited, a)),
                        None)
-    return "".join(traceback.StackSummary.extract(iter(frames)).format()), repr(awaited)[:300]
+    return "".join(traceback.StackSummary.extract(iter(frames)).format())
 
 
 def log_task_stacks() -> None:
@@ -68,8 +68,7 @@ def log_task_stacks() -> None:
     down, no error logged) says which await holds it. Sent by `kill -USR1 <pid>`; the process carries on."""
     tasks = sorted(asyncio.all_tasks(), key=lambda task: task.get_name())
     for task in tasks:
-        stack, waits_for = awaiting(task)
-        log.warning("task stack", task=task.get_name(), stack=stack[-6000:], waits_for=waits_for)
+        log.warning("task stack", task=task.get_name(), stack=awaiting(task)[-6000:])
     log.warning("task stacks logged", tasks=len(tasks))
 
 

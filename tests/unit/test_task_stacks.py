@@ -19,7 +19,7 @@ async def test_the_stack_names_every_await_down_to_the_innermost() -> None:
     future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(commits(future), name="membership")
     await asyncio.sleep(0)
-    stack, _ = awaiting(task)
+    stack = awaiting(task)
     lines = [line.strip() for line in stack.splitlines() if line.strip().startswith("File")]
     assert [line.rsplit(" in ", 1)[1] for line in lines] == ["commits", "waits_on"]
     future.set_result(None)
