@@ -197,10 +197,6 @@ class ListState:
     superseded_by: str
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 @dataclass(frozen=True)
 class ListSlice:
     guids: list[str]
@@ -386,10 +382,9 @@ class PublisherStore:
         calls.append((self._list_state, [self.article_key(guid, "meta")], []))  # last: read after the writes
         names = [*removals, *(name for name, _ in upserts)]
         results = await self.run_scripts(calls)
-        version, status, superseded_by = (_text(x) for x in results[-1])
         answers = zip(names, results[: len(names)], strict=True)
         changes = [(name, ListChange(*(int(x) for x in raw))) for name, raw in answers]
-        return changes, ListState(version, status, superseded_by)
+        return changes, ListState(*(field.decode() for field in results[-1]))
 
     # pages to render later: lists, feeds and sitemaps, noted durably so that no crash loses them
     @property

@@ -187,21 +187,21 @@ class ServiceStack:
 
     def dump_stacks(self, services: Iterable[str]) -> str:
         """Have these services log where each of their tasks waits (SIGUSR1), for a test about to fail on a
-        consumer that stopped moving; returns the innermost frames of each, for the failure message."""
+        consumer that stopped moving; returns the await chain of each task, for the failure message."""
         chosen = list(services)
+        seen = {(s, i): len(self.log_lines(s, i)) for s in chosen for i in range(len(self.processes.get(s, [])))}
         for service in chosen:
             for proc in self.processes.get(service, []):
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGUSR1)
         time.sleep(1.5)
         report = []
-        for service in chosen:
-            for instance in range(len(self.processes.get(service, []))):
-                for line in self.log_lines(service, instance):
-                    if line.get("event") == "task stack":
-                        lines = str(line.get("stack", "")).splitlines()
-                        frames = [f.strip() for f in lines if f.strip().startswith("File")]
-                        report.append(f"{service}-{instance} {line.get('task')}: " + " > ".join(frames))
+        for (service, instance), before in seen.items():
+            for line in self.log_lines(service, instance)[before:]:  # this dump's lines, not an earlier one's
+                if line.get("event") == "task stack":
+                    lines = str(line.get("stack", "")).splitlines()
+                    frames = [f.strip() for f in lines if f.strip().startswith("File")]
+                    report.append(f"{service}-{instance} {line.get('task')}: " + " > ".join(frames))
         # The project's own loops first: a message cut short keeps what says which of them is stuck.
         return "\n".join(sorted(report, key=lambda entry: "/services/" not in entry and "/shared/" not in entry))
 

@@ -37,7 +37,8 @@ async def test_links_not_acknowledged_are_sent_again_and_only_then_count_as_emit
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(worker_module, "Outbox", FlakyOutbox)
-    FlakyOutbox.flushed = []
+    monkeypatch.setattr(FlakyOutbox, "failures", 1)
+    monkeypatch.setattr(FlakyOutbox, "flushed", [])
     runner = SimpleNamespace(backoff_seconds=0.01, max_backoff_seconds=0.02)
     worker = RelatedWorker(RelatedSettings(), broker=None, runner=runner)  # type: ignore[arg-type]
     worker.owned = set(range(worker.partitions))
