@@ -45,12 +45,15 @@ from shared.contracts.deadletter import DeadLetter
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES, labelled
 from shared.settings import ServiceSettings
-from shared.topics import dead_letter_topic, with_prefix
+from shared.topics import STORY_RECORD_BYTES, dead_letter_topic, with_prefix
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024 + 65536
+MAX_EVENT_BYTES = STORY_RECORD_BYTES - 1024
+"""The largest event (value, key and headers) a consumer emits: what the story-sized topics take, less the record
+batch's own envelope. An article event is the largest, and escaping can make its body bigger than the draft's."""
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -369,22 +372,28 @@ class Outbox:
         value: BaseModel | bytes,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Produce without waiting; `target` is a declared publisher (documented in AsyncAPI) or a topic."""
+        """Produce without waiting; `target` is a declared publisher (documented in AsyncAPI) or a topic.
+
+        An event too big for its topic raises `Reject`, so the record it came from is dead-lettered: sent, the broker
+        would refuse it at the flush, and the batch, read again, would fail the same way for ever."""
+        topic = target if isinstance(target, str) else target.topic
         payload = value if isinstance(value, bytes) else json_bytes(value)
         all_headers = {"content-type": "application/json", **(headers or {})}
-        if self._producer is not None:
-            future = await self._producer.send(
-                target if isinstance(target, str) else target.topic,
-                payload,
-                key=key.encode(),
-                headers=[(name, text.encode()) for name, text in all_headers.items()],
+        encoded_key = key.encode()
+        encoded_headers = [(name, text.encode()) for name, text in all_headers.items()]
+        size = len(payload) + len(encoded_key) + sum(len(name) + len(raw) for name, raw in encoded_headers)
+        if size > MAX_EVENT_BYTES:
+            raise Reject(
+                "event_too_large", f"the {topic} event would be {size} bytes, over the {MAX_EVENT_BYTES}-byte limit"
             )
+        if self._producer is not None:
+            future = await self._producer.send(topic, payload, key=encoded_key, headers=encoded_headers)
         elif isinstance(target, str):
             future = await self.broker.publish(
-                payload, topic=target, key=key.encode(), headers=all_headers, no_confirm=True
+                payload, topic=target, key=encoded_key, headers=all_headers, no_confirm=True
             )
         else:
-            future = await target.publish(payload, key=key.encode(), headers=all_headers, no_confirm=True)
+            future = await target.publish(payload, key=encoded_key, headers=all_headers, no_confirm=True)
         self.pending.append(future)
 
     def then(self, effect: Callable[[], Awaitable[None]]) -> None:

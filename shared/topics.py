@@ -17,6 +17,12 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 LATEST_PER_KEY = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+STORY_RECORD_BYTES = 2_200_000
+"""The largest record of a topic that carries a whole story: a draft (up to 2 MiB) or its article event, with
+their envelopes. Set on those topics themselves, so that a broker left at Kafka's 1 MiB default takes them."""
+DEAD_LETTER_RECORD_BYTES = STORY_RECORD_BYTES + 64 * 1024
+"""A dead letter is the failed record's bytes plus headers that say why (a few KiB at most)."""
+STORY_SIZED = {"max.message.bytes": str(STORY_RECORD_BYTES)}
 
 DRAFTS = "newsroom.drafts"
 ARTICLES = "broadsheet.articles"
@@ -43,15 +49,21 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         DRAFTS,
         "ninjs drafts from newsroom systems, key = guid; the input of record",
-        {**KEEP_FOREVER, "max.message.bytes": "2200000"},
+        {**KEEP_FOREVER, **STORY_SIZED},
     ),
-    TopicSpec(ARTICLES, "article lifecycle events from ingest (published, withdrawn, killed)", KEEP_FOREVER),
+    TopicSpec(
+        ARTICLES, "article lifecycle events from ingest (published, withdrawn, killed)", {**KEEP_FOREVER, **STORY_SIZED}
+    ),
     TopicSpec(RELATED, "Check Also links per article, latest per guid", LATEST_PER_KEY),
     TopicSpec(COMMENT_SUBMISSIONS, "reader comments as submitted, key = article guid", KEEP_FOREVER),
     TopicSpec(COMMENT_DECISIONS, "moderation decisions and audit trail, key = article guid", KEEP_FOREVER),
     TopicSpec(DESK_ALERTS, "notices for the desk (comment surges)", KEEP_FOREVER),
     *(
-        TopicSpec(dead_letter_topic(s), f"records {s} could not process, with the reason", KEEP_FOREVER)
+        TopicSpec(
+            dead_letter_topic(s),
+            f"records {s} could not process, with the reason",
+            {**KEEP_FOREVER, "max.message.bytes": str(DEAD_LETTER_RECORD_BYTES)},
+        )
         for s in SERVICES
     ),
 )

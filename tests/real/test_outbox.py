@@ -12,9 +12,11 @@ import uuid
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.kafka import Outbox, direct_producer, make_broker
+import pytest
+
+from shared.kafka import MAX_EVENT_BYTES, Outbox, Reject, direct_producer, make_broker
 from shared.settings import ServiceSettings
-from shared.topics import TopicSpec, ensure_topics
+from shared.topics import STORY_SIZED, TopicSpec, ensure_topics
 
 
 async def test_outbox_sends_through_aiokafka_and_keeps_key_headers_and_order(infra: dict[str, str]) -> None:
@@ -48,9 +50,35 @@ async def test_outbox_sends_through_aiokafka_and_keeps_key_headers_and_order(inf
     finally:
         await consumer.stop()
         await broker.stop()
-        admin = AIOKafkaAdminClient(bootstrap_servers=infra["kafka"])
-        await admin.start()
-        try:
-            await admin.delete_topics([topic])
-        finally:
-            await admin.close()
+        await delete_topic(infra["kafka"], topic)
+
+
+async def test_an_event_its_topic_would_refuse_is_rejected_before_it_is_sent(infra: dict[str, str]) -> None:
+    """The limit is what a story-sized topic really takes: an event right at it is acknowledged; one byte more is a
+    `Reject` (its record is dead-lettered), because sent, the broker's refusal would fail the batch each time."""
+    topic = f"test.outbox.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(infra["kafka"], specs=[TopicSpec(topic, "bench", STORY_SIZED)])
+    broker = make_broker(ServiceSettings(kafka_bootstrap_servers=infra["kafka"]), "outbox-test")
+    await broker.start()
+    try:
+        outbox = Outbox(broker)
+        envelope = len("story-1") + len("content-type") + len("application/json")
+        await outbox.send(topic, "story-1", b"x" * (MAX_EVENT_BYTES - envelope))
+        await outbox.flush()
+
+        with pytest.raises(Reject) as refused:
+            await outbox.send(topic, "story-1", b"x" * (MAX_EVENT_BYTES - envelope + 1))
+        assert refused.value.reason_code == "event_too_large"
+        assert outbox.pending == []
+    finally:
+        await broker.stop()
+        await delete_topic(infra["kafka"], topic)
+
+
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
