@@ -247,6 +247,20 @@ TITLES = {
 }
 
 
+def reader_ip(peer: str | None, forwarded_for: str, *, trust_proxy: bool) -> str | None:
+    """The reader's address, which flood limits, bans and report counting key on.
+
+    Behind a trusted proxy (an ingress controller) every connection comes from the proxy, so the reader is the
+    address the proxy appended to X-Forwarded-For: the last one. Addresses before it are whatever the client
+    sent, so taking the first would let anyone pick the address they are limited and banned by.
+    """
+    if trust_proxy:
+        appended = forwarded_for.rsplit(",", 1)[-1].strip()
+        if appended:
+            return appended
+    return peer
+
+
 class CommentEdge:
     def __init__(
         self,
@@ -274,11 +288,8 @@ class CommentEdge:
         return hmac.new(self.secret.encode(), f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def client_ip(self, request: Request) -> str | None:
-        if self.settings.comment_trust_forwarded_for:
-            forwarded = request.header("x-forwarded-for").split(",")[0].strip()
-            if forwarded:
-                return forwarded
-        return request.client
+        trusted = self.settings.comment_trust_forwarded_for
+        return reader_ip(request.client, request.header("x-forwarded-for"), trust_proxy=trusted)
 
     def page(self, status: int, errors: list[FieldError], form: CommentForm | None, back: str | None) -> Response:
         body = PAGE.render(

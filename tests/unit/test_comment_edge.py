@@ -15,6 +15,7 @@ from services.publisher.comment_edge import (
     form_token,
     is_valid_email,
     is_valid_url,
+    reader_ip,
     token_valid,
     validate,
 )
@@ -152,3 +153,12 @@ def test_comment_bodies_are_escaped_and_paragraphed_for_display() -> None:
         "<p>First &lt;b&gt;line&lt;/b&gt;<br>same paragraph http://spam.example</p><p>Second &amp; last</p>"
     )
     assert "<a" not in body_to_html("see www.example.org and https://example.org")
+
+
+def test_behind_a_trusted_proxy_the_reader_is_the_address_it_appended() -> None:
+    # ingress-nginx appends the address it saw to whatever X-Forwarded-For the client sent.
+    assert reader_ip("10.0.0.7", "203.0.113.9", trust_proxy=True) == "203.0.113.9"
+    assert reader_ip("10.0.0.7", "198.51.100.1, 203.0.113.9", trust_proxy=True) == "203.0.113.9"
+    assert reader_ip("10.0.0.7", "", trust_proxy=True) == "10.0.0.7"
+    # Without a trusted proxy the header is the client's own word, and the connection's address counts.
+    assert reader_ip("203.0.113.9", "198.51.100.1", trust_proxy=False) == "203.0.113.9"
