@@ -31,13 +31,16 @@ class CommentsSettings(ServiceSettings):
     comments_surge_calm_minutes: float = Field(default=10.0, gt=0)
     comments_surge_tick_seconds: float = Field(default=5.0, gt=0)
     comments_hash_key: SecretStr = Field(
-        default=SecretStr("broadsheet-comments"),
-        description="keys the hashes of e-mail addresses and IPs kept for bans, floods and trust",
+        default=SecretStr("change-me-comments-hash-key"),
+        description="keys the hashes of e-mail addresses and IPs kept for bans, floods and trust; changing it "
+        "forgets them",
     )
 
     @model_validator(mode="after")
     def _no_default_secrets(self) -> CommentsSettings:
         refuse_default_secret("MODERATION_TOKEN", self.moderation_token, self.environment)
+        # A known key would let anyone reverse the stored IP hashes by trying every address.
+        refuse_default_secret("COMMENTS_HASH_KEY", self.comments_hash_key, self.environment)
         return self
 
     @staticmethod

@@ -56,7 +56,7 @@ REDIS_KEYS = {
 SECRET_KEYS = {
     "ingest": {"REDIS_URL", "INGEST_TOKEN", "SUPERDESK_PUSH_KEY"},
     "related": {"REDIS_URL"},
-    "comments": {"REDIS_URL", "MODERATION_TOKEN"},
+    "comments": {"REDIS_URL", "MODERATION_TOKEN", "COMMENTS_HASH_KEY"},
     "publisher": {"REDIS_URL", "COMMENT_FORM_SECRET"},
 }
 SECRET_LIKE = re.compile(r"(PASSWORD|TOKEN|SECRET|_KEY$|^REDIS_URL$)")
