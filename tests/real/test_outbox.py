@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
-
-import pytest
 
 from shared.kafka import MAX_EVENT_BYTES, Outbox, Reject, direct_producer, make_broker
 from shared.settings import ServiceSettings
