@@ -154,9 +154,18 @@ def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
+_URL_EDGES: Final = "".join(map(chr, range(0x21)))
+_URL_TABS_AND_NEWLINES: Final = {ord("\t"): None, ord("\n"): None, ord("\r"): None}
+
+
 def _is_external_url(url: str) -> bool:
-    """Absolute http(s) and protocol-relative URLs leave the site; relative ones and mailto do not."""
-    candidate = html.unescape(url).strip()
+    """Absolute http(s) and protocol-relative URLs leave the site; relative ones and mailto do not.
+
+    Read as a browser reads it (the WHATWG URL parser): controls and spaces at the ends and tabs and newlines
+    anywhere are dropped, and on an http(s) page a backslash is a slash, so `/\\evil.example` and `/&#9;/evil.example`
+    are protocol-relative too.
+    """
+    candidate = html.unescape(url).strip(_URL_EDGES).translate(_URL_TABS_AND_NEWLINES).replace("\\", "/")
     if candidate.startswith("//"):
         return True
     return urlsplit(candidate).scheme.lower() in ("http", "https")

@@ -195,6 +195,15 @@ def test_external_links_get_rel_and_relative_links_do_not() -> None:
     assert "target" not in cleaned
 
 
+@pytest.mark.parametrize(
+    "href", ["/\\evil.example/a", "\\\\evil.example/b", "/&#9;/evil.example/c", "/&#10;/evil.example/d", " //evil.example/e",
+             "\\/evil.example/f", "HTTPS://evil.example/g", "https:evil.example/h"],
+)
+def test_links_a_browser_takes_off_site_get_rel(href: str) -> None:
+    """Browsers read a backslash as a slash and drop tabs and newlines in URLs (WHATWG URL parsing)."""
+    assert f'rel="{EXTERNAL_LINK_REL}"' in sanitize_html(f'<p><a href="{href}">x</a></p>')
+
+
 def test_rel_is_not_fooled_by_markup_in_attribute_values() -> None:
     cleaned = sanitize_html('<p><a title="&lt;a href=&quot;https://x&quot;&gt;" href="/local">t</a></p>')
     assert "rel=" not in cleaned
