@@ -64,6 +64,26 @@ def test_without_a_version_versioncreated_must_be_from_1970_on() -> None:
     assert _accepted(_with(version=None, versioncreated="1970-01-01T00:00:00Z"))
 
 
+@pytest.mark.parametrize(
+    "moment",
+    ["2024-W12-3T09:30:00Z", "2024-03-20T09:30Z", "2024-03-20T09:30+00:00", "2024-03-20T09:30:00+00",
+     "2024-03-20T09:30:00,5Z", "2024-03-20T09:30:00+00:00:30", "2024-03-20", "20240320T093000Z",
+     "２０２４-03-20T09:30:00Z", "2024-03-20T09:30:00"],
+)
+def test_only_an_rfc_3339_date_time_is_a_date(moment: str) -> None:
+    """Python's `fromisoformat` reads all of these; RFC 3339 (the contract) allows none."""
+    assert _reason(_with(firstcreated=moment)) == "invalid_date"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["2024-03-20T09:30:00Z", "2024-03-20t09:30:00z", "2024-03-20 09:30:00Z", "2024-03-20T09:30:00.123456+01:00",
+     "2024-03-20T09:30:00+0000"],
+)
+def test_rfc_3339_date_times_and_superdesks_offsets_are_read(moment: str) -> None:
+    assert _accepted(_with(firstcreated=moment))
+
+
 @pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00"])
 def test_a_date_beyond_the_calendar_once_in_utc_is_an_invalid_date(moment: str) -> None:
     assert _reason(_with(firstcreated=moment)) == "invalid_date"
