@@ -305,6 +305,23 @@ def _excerpt_of(draft: NinjsDraft, body_html: str) -> str:
     return make_excerpt(plain_text(body_html, skip_figures=True) or plain_text(body_html))
 
 
+def _missing_content(headline: str, body_html: str, body_text: str) -> tuple[str, str] | None:
+    """(field, why) when sanitizing left a usable draft nothing to show: no headline, or a body without text or
+    picture (a body made only of a script or an embed)."""
+    if not headline:
+        return "headline", "the headline is empty once sanitized"
+    if not body_text and "<img" not in body_html:
+        return "body_html", "the body has no text or picture once sanitized"
+    return None
+
+
+def unpublishable_reason(draft: NinjsDraft) -> tuple[str, str] | None:
+    """What `build_article` would refuse this usable draft for, told before anything is produced: the gateway
+    answers 422 rather than accept a draft that can only be dead-lettered."""
+    body_html = sanitize_html(draft.body_html or "")
+    return _missing_content(sanitize_text(draft.headline or ""), body_html, plain_text(body_html))
+
+
 def build_article(
     draft: NinjsDraft,
     *,
@@ -318,19 +335,20 @@ def build_article(
 
     `date_published` is passed by the handler when the story was already published, so corrections and
     updates keep the original date; otherwise it is firstpublished, firstcreated or versioncreated (UTC).
-    dateModified is versioncreated, never earlier than datePublished. Raises `UnpublishableDraft` when no
-    headline survives sanitizing or the draft carries no date at all.
+    dateModified is versioncreated, never earlier than datePublished. Raises `UnpublishableDraft` when sanitizing
+    leaves no headline or a body with nothing to show, or the draft carries no date at all.
     """
     headline = sanitize_text(draft.headline or "")
-    if not headline:
-        raise UnpublishableDraft("the headline is empty once sanitized")
     body_html = collapse_duplicate_blocks(sanitize_html(draft.body_html or ""))
+    body_text = plain_text(body_html)
+    missing = _missing_content(headline, body_html, body_text)
+    if missing is not None:
+        raise UnpublishableDraft(missing[1])
     published = date_published or draft.firstpublished or draft.firstcreated or draft.versioncreated
     if published is None:
         raise UnpublishableDraft("the draft carries no date: pass date_published")
     published = _utc(published)
     modified = max(_utc(draft.versioncreated), published) if draft.versioncreated else published
-    body_text = plain_text(body_html)
     words = word_count(body_text)
     return ArticlePublished(
         guid=draft.guid,

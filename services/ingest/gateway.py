@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
 from services.ingest.config import IngestSettings
+from services.ingest.domain import event_version, unpublishable_reason
 from services.ingest.intake import decode_draft
 from shared import topics
 from shared.http import Request, Response, Router, json_response, problem
@@ -67,6 +68,11 @@ class Gateway:
         except Reject as exc:
             status = 413 if exc.reason_code == "too_large" else 422
             return problem(status, exc.reason, reason_code=exc.reason_code, errors=exc.errors)
+        missing = unpublishable_reason(draft) if draft.pubstatus == "usable" else None
+        if missing is not None:
+            field, why = missing
+            errors = [{"loc": [field], "msg": why, "type": "unpublishable"}]
+            return problem(422, why, reason_code="unpublishable", errors=errors)
         receipt = uuid.uuid4().hex
         headers = {
             "content-type": "application/json",
@@ -82,4 +88,6 @@ class Gateway:
             reason = "the draft could not be stored now; send it again"
             return problem(503, reason, retry_after, reason_code="unavailable")
         log.info("draft accepted over HTTP", guid=draft.guid, version=draft.version, receipt=receipt)
-        return json_response({"guid": draft.guid, "version": draft.version, "receipt": receipt}, accepted_status)
+        # The version the story goes by: the newsroom's, else versioncreated in epoch milliseconds.
+        version = event_version(draft)
+        return json_response({"guid": draft.guid, "version": version, "receipt": receipt}, accepted_status)

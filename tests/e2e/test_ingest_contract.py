@@ -262,6 +262,14 @@ async def test_http_gateway(stack: ServiceStack) -> None:
         assert invalid.json()["reason_code"] == "invalid_version" and invalid.json()["errors"]
         huge = await client.post("/drafts", content=b"{" + b" " * (3 * 1024 * 1024) + b"}", headers=auth)
         assert huge.status_code == 413
+        # Valid by the schema, but sanitizing leaves nothing to show: refused now, not dead-lettered later.
+        for field, value in (("headline", "<script>alert(1)</script>"), ("body_html", "<script>x()</script>")):
+            empty = await client.post("/drafts", json={**make_draft(), field: value}, headers=auth)
+            assert empty.status_code == 422, field
+            assert empty.json()["reason_code"] == "unpublishable" and empty.json()["errors"][0]["loc"] == [field]
+        stamped = {k: v for k, v in make_draft().items() if k != "version"}
+        by_time = await client.post("/drafts", json=stamped, headers=auth)
+        assert by_time.status_code == 202 and isinstance(by_time.json()["version"], int)
         accepted = await client.post("/drafts", json=draft, headers=auth)
         assert accepted.status_code == 202
         answer = accepted.json()

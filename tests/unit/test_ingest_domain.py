@@ -26,6 +26,7 @@ from services.ingest.domain import (
     section_of,
     slugify,
     tags_of,
+    unpublishable_reason,
     word_count,
 )
 from shared.contracts.articles import ArticlePublished, Author, Picture, Term
@@ -481,8 +482,24 @@ def test_excerpt_from_body_skips_leading_captions() -> None:
 
 
 def test_headline_that_sanitizes_to_nothing_is_unpublishable() -> None:
+    draft = _draft(headline="<script>alert(1)</script>")
     with pytest.raises(UnpublishableDraft, match="headline"):
-        _build(_draft(headline="<script>alert(1)</script>"))
+        _build(draft)
+    assert unpublishable_reason(draft) == ("headline", "the headline is empty once sanitized")
+
+
+@pytest.mark.parametrize("body", ["<script>x()</script>", "<iframe src='https://v.example/e'></iframe>", "<p> </p>"])
+def test_a_body_with_nothing_to_show_once_sanitized_is_unpublishable(body: str) -> None:
+    draft = _draft(body_html=body)
+    with pytest.raises(UnpublishableDraft, match="body"):
+        _build(draft)
+    assert unpublishable_reason(draft) == ("body_html", "the body has no text or picture once sanitized")
+
+
+def test_a_body_of_one_picture_is_published() -> None:
+    draft = _draft(body_html="<figure><img src='https://img.example/a.jpg' alt='Harbour'></figure>")
+    assert unpublishable_reason(draft) is None
+    assert "<img" in _build(draft).body_html
 
 
 def test_draft_without_any_date_needs_one_from_the_handler() -> None:
