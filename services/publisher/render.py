@@ -14,7 +14,9 @@ as `\\u003c`-style escapes so a headline cannot close the `<script>` element.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -374,6 +376,7 @@ def _render(template_name: str, **context: Any) -> bytes:
 def _news_article_ld(article: ArticlePublished, site: SiteConfig) -> dict[str, Any]:
     """schema.org NewsArticle with the fields Google's article rich results read."""
     canonical = absolute_url(site, article.url_path)
+    publisher = {"@type": "Organization", "name": site.name, "url": absolute_url(site, "/")}
     data: dict[str, Any] = {
         "@context": "https://schema.org",
         "@type": "NewsArticle",
@@ -381,6 +384,7 @@ def _news_article_ld(article: ArticlePublished, site: SiteConfig) -> dict[str, A
         "description": article.excerpt,
         "datePublished": iso_datetime(article.date_published),
         "dateModified": iso_datetime(article.date_modified),
+        # A story without a named author is the publication's own.
         "author": [
             {
                 "@type": "Person",
@@ -388,8 +392,9 @@ def _news_article_ld(article: ArticlePublished, site: SiteConfig) -> dict[str, A
                 "url": absolute_url(site, f"/author/{path_segment(author.slug)}"),
             }
             for author in article.authors
-        ],
-        "publisher": {"@type": "Organization", "name": site.name, "url": absolute_url(site, "/")},
+        ]
+        or [publisher],
+        "publisher": publisher,
         "mainEntityOfPage": {"@type": "WebPage", "@id": canonical},
         "url": canonical,
         "articleSection": article.section.name,
@@ -403,6 +408,15 @@ def _news_article_ld(article: ArticlePublished, site: SiteConfig) -> dict[str, A
     if article.word_count:
         data["wordCount"] = article.word_count
     return data
+
+
+_IMG_SRC = re.compile(r'<img\s[^>]*?\bsrc="([^"]*)"')
+
+
+def _shown_in_body(picture: Picture | None, body_html: str) -> bool:
+    """The lead picture is also in the body (copy that places its photo inline): show it once, where the
+    newsroom put it. The body is sanitizer output, so every `src` is double-quoted and entity-escaped."""
+    return picture is not None and any(html.unescape(src) == picture.href for src in _IMG_SRC.findall(body_html))
 
 
 def _check_also(article: ArticlePublished, links: Sequence[RelatedLink]) -> list[RelatedLink]:
@@ -436,6 +450,7 @@ def render_article(
         article=article,
         canonical=absolute_url(site, article.url_path),
         og_image=None if article.picture is None else absolute_url(site, article.picture.href),
+        lead_picture=None if _shown_in_body(article.picture, article.body_html) else article.picture,
         ld=_news_article_ld(article, site),
         modified_later=modified_later,
         check_also_lead=related[0] if related else None,

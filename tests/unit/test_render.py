@@ -327,6 +327,24 @@ def test_article_json_ld_news_article() -> None:
     assert data["mainEntityOfPage"] == {"@type": "WebPage", "@id": f"https://news.example{URL_PATH}"}
 
 
+def test_a_story_without_a_named_author_is_the_publications_own_in_json_ld() -> None:
+    data = json_ld(parse(article_page(authors=[])).root)
+    assert data["author"] == [{"@type": "Organization", "name": "Broadsheet", "url": "https://news.example/"}]
+
+
+def test_a_lead_picture_that_the_body_already_shows_appears_once_where_the_body_puts_it() -> None:
+    href = "https://cdn.news.example/putin.jpg?w=1200&h=800"
+    inline = f'<p>Intro.</p><figure><img src="{href.replace("&", "&amp;")}" alt="x"></figure><p>More.</p>'
+    once = parse(article_page(picture=Picture(href=href, alt="A podium"), body_html=inline)).root
+    assert once.find_all("figure", class_="featured-picture") == []
+    assert [img.attrs["src"] for img in once.find_all("img") if "avatars" not in img.attrs["src"]] == [href]
+
+    elsewhere = '<p>Intro.</p><figure><img src="https://cdn.news.example/other.jpg" alt="x"></figure>'
+    both = parse(article_page(picture=Picture(href=href, alt="A podium"), body_html=elsewhere)).root
+    shown = [img.attrs["src"] for img in both.find_all("img") if "avatars" not in img.attrs["src"]]
+    assert shown == [href, "https://cdn.news.example/other.jpg"]
+
+
 def test_headline_cannot_break_out_of_the_json_ld_script() -> None:
     hostile = "Putin </script><script>alert(1)</script> & <!-- friends"
     page = article_page(headline=hostile, excerpt="</script><script>alert(2)</script>")
