@@ -66,7 +66,10 @@ class Variant:
 class PreparedPage:
     """Every answer a page can give, computed once when the page enters the cache."""
 
-    __slots__ = ("etag", "gzip", "gzip_head", "head", "not_modified", "plain", "route", "status")
+    __slots__ = (
+        "etag", "gzip", "gzip_etag", "gzip_head", "gzip_not_modified", "head", "not_modified", "plain", "route",
+        "status",
+    )
 
     def __init__(
         self,
@@ -84,24 +87,30 @@ class PreparedPage:
         if cache_control is None:
             cache_control = PAGE_CACHE_CONTROL if status in (200, 301) else ERROR_CACHE_CONTROL
         headers = [(b"cache-control", cache_control), *COMMON_HEADERS]
-        if etag:
-            headers.append((b"etag", etag))
         if last_modified:
             headers.append((b"last-modified", last_modified))
         if location:
             headers.append((b"location", location))
         if gz:
             headers.append((b"vary", b"Accept-Encoding"))
+        # The gzip bytes are another representation, so they get their own strong tag: a cache revalidating its
+        # gzip copy must not be told that it is still what a client refusing gzip should get.
+        gzip_etag = etag[:-1] + b'-gz"' if etag.endswith(b'"') else etag
         self.status = status
         self.etag = etag
+        self.gzip_etag = gzip_etag
         self.route = route
-        typed = [*headers, (b"content-type", content_type)]
+        plain_headers = [*headers, (b"etag", etag)] if etag else headers
+        gzip_headers = [*headers, (b"etag", gzip_etag)] if etag else headers
+        typed = [*plain_headers, (b"content-type", content_type)]
         self.plain = Variant.of(status, typed, body)
         self.head = Variant.of(status, typed, b"", length=len(body))
-        zipped = [*typed, (b"content-encoding", b"gzip")]
+        zipped = [*gzip_headers, (b"content-type", content_type), (b"content-encoding", b"gzip")]
         self.gzip = Variant.of(status, zipped, gz) if gz else None
         self.gzip_head = Variant.of(status, zipped, b"", length=len(gz)) if gz else None
-        self.not_modified = Variant.of(304, headers, b"", length=0) if status == 200 and etag else None
+        revalidates = status == 200 and bool(etag)
+        self.not_modified = Variant.of(304, plain_headers, b"", length=0) if revalidates else None
+        self.gzip_not_modified = Variant.of(304, gzip_headers, b"", length=0) if revalidates and gz else None
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> PreparedPage:
@@ -116,22 +125,48 @@ class PreparedPage:
         )
 
     def answer(self, *, head: bool, accepts_gzip: bool, if_none_match: bytes) -> Variant:
+        if accepts_gzip and self.gzip is not None:
+            if self.gzip_not_modified is not None and if_none_match and self.gzip_etag in if_none_match:
+                return self.gzip_not_modified
+            return self.gzip_head if head and self.gzip_head is not None else self.gzip
         if self.not_modified is not None and if_none_match and self.etag in if_none_match:
             return self.not_modified
-        if accepts_gzip and self.gzip is not None:
-            return self.gzip_head if head and self.gzip_head is not None else self.gzip
         return self.head if head else self.plain
 
 
+def accepts_gzip(accept_encoding: bytes) -> bool:
+    """Whether gzip is acceptable (RFC 9110 §12.5.3): named, as `gzip` or `x-gzip`, with a q-value above 0.
+
+    Browsers send a plain list ("gzip, deflate, br"), answered without parsing; "gzip;q=0" refuses it.
+    """
+    value = accept_encoding.lower()
+    if b"gzip" not in value:
+        return False
+    if b"q=" not in value:
+        return True
+    for member in value.split(b","):
+        coding, _, parameters = member.partition(b";")
+        if coding.strip() not in (b"gzip", b"x-gzip"):
+            continue
+        name, _, weight = parameters.partition(b"=")
+        if name.strip() != b"q":
+            return True
+        try:
+            return float(weight.partition(b";")[0].strip()) > 0
+        except ValueError:
+            return False
+    return False
+
+
 def request_preferences(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bytes]:
-    accepts_gzip = False
+    gzip_ok = False
     if_none_match = b""
     for name, value in headers:
         if name == b"accept-encoding":
-            accepts_gzip = b"gzip" in value
+            gzip_ok = accepts_gzip(value)
         elif name == b"if-none-match":
             if_none_match = value
-    return accepts_gzip, if_none_match
+    return gzip_ok, if_none_match
 
 
 def static_pages() -> dict[str, PreparedPage]:
