@@ -367,9 +367,14 @@ class CommentEdge:
         if await self._closed(store, form.guid):
             error = FieldError("comment_post_ID", "comments_closed", "Comments on this article are closed.")
             return Outcome(403, [error], url_path)
-        if form.parent_id is not None and not await self._approved_comment(store, form.guid, form.parent_id):
-            error = FieldError("comment_parent", "parent_unknown", "The comment you reply to is not on this article.")
-            return Outcome(400, [error], url_path)
+        if form.parent_id is not None:
+            parent_depth = await self._approved_depth(store, form.guid, form.parent_id)
+            if parent_depth is None:
+                message = "The comment you reply to is not on this article."
+                return Outcome(400, [FieldError("comment_parent", "parent_unknown", message)], url_path)
+            if parent_depth >= self.settings.comments_max_reply_depth:
+                message = "This thread is as deep as replies go: reply to an earlier comment in it."
+                return Outcome(400, [FieldError("comment_parent", "thread_too_deep", message)], url_path)
 
         cid = comment_id(form.guid, form.email, form.body, form.idempotency_key)
         id_key = f"{self.prefix}:id:{cid}"
@@ -422,15 +427,20 @@ class CommentEdge:
         log.info("comment submitted", comment=cid, guid=form.guid, replay=replay)
         return Outcome(303, [], url_path, cid)
 
-    async def _approved_comment(self, store: PublisherStore, guid: str, cid: str) -> bool:
-        """Whether the comment is shown on the article (the publisher's copy of its latest decision)."""
+    async def _approved_depth(self, store: PublisherStore, guid: str, cid: str) -> int | None:
+        """The depth of the comment if it is shown on the article (the publisher's copy of its latest decision),
+        else None. Known here, a reply too deep is refused with its reason instead of promised moderation."""
         raw = cast(bytes | None, await store.redis.hget(store.article_key(guid, "comments"), cid))
         if raw is None:
-            return False
+            return None
         try:
-            return bool(json.loads(raw).get("status") == "approved")
+            decided = json.loads(raw)
         except ValueError:
-            return False
+            return None
+        if decided.get("status") != "approved":
+            return None
+        depth = decided.get("depth", 0)
+        return depth if isinstance(depth, int) else 0
 
     # --- reports ------------------------------------------------------------------------------------------
 
@@ -460,7 +470,7 @@ class CommentEdge:
             store = self.store_of()
             meta = await store.meta(guid)
             url_path = meta.get("url_path") or None
-            if meta.get("status") != "published" or not await self._approved_comment(store, guid, cid):
+            if meta.get("status") != "published" or await self._approved_depth(store, guid, cid) is None:
                 return self.problem(404, [FieldError("id", "unknown_comment", "No such comment on this article.")])
         event = CommentReported(
             id=cid, article_guid=guid, reporter=self.reader(request), reason=reason, reported_at=datetime.now(UTC)

@@ -15,6 +15,7 @@ class PublisherSettings(ServiceSettings):
     site_tagline: str = "News as it happens, corrected when it changes."
     page_size: int = Field(default=20, ge=1, le=200)
     comments_close_after_days: int = Field(default=14, ge=0, description="as the comments service; 0 = never")
+    comments_max_reply_depth: int = Field(default=5, ge=0, description="as the comments service")
     comment_form_secret: SecretStr = SecretStr("change-me-comment-form-secret")
     comment_flood_seconds: int = Field(default=15, ge=1, description="one comment per e-mail and per IP in this time")
     comment_trust_forwarded_for: bool = Field(

@@ -65,7 +65,7 @@ class RebuildReport:
 def site_config(settings: PublisherSettings) -> SiteConfig:
     return SiteConfig(
         name=settings.site_name, base_url=settings.site_base_url, tagline=settings.site_tagline,
-        page_size=settings.page_size,
+        page_size=settings.page_size, max_reply_depth=settings.comments_max_reply_depth,
     )
 
 

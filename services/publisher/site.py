@@ -21,6 +21,8 @@ class SiteConfig:
     page_size: int = 20
     nav_sections: tuple[tuple[str, str], ...] = ()
     """(code, name) of the sections linked from every page's header, in display order."""
+    max_reply_depth: int = 5
+    """How deep replies go (as the comments service's setting): a comment this deep offers no Reply link."""
 
     @property
     def origin(self) -> str:

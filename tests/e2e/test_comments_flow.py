@@ -288,6 +288,33 @@ async def test_held_approved_trusted_and_a_threaded_reply(
             assert reader.ip.encode() not in body
 
 
+async def test_a_reply_below_the_deepest_level_is_refused_at_the_form_with_its_reason(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    """Threads stop at depth 5: the form says so at once (not "awaiting moderation" for a comment the pipeline
+    would reject), and the deepest comments offer no Reply link."""
+    guid, path = await article(stack, producer, mod)
+    parent = "0"
+    chain: list[str] = []
+    for depth in range(6):
+        writer = new_reader(stack, readers)
+        posted = await writer.comment(guid, path, f"Level {depth} of the thread.", comment_parent=parent)
+        assert posted.status_code == 303, posted.text
+        [held] = await mod.comment_on(guid, "pending")
+        assert held["depth"] == depth
+        assert (await mod.post(f"/moderation/comments/{held['id']}/approve")).status_code == 202
+        await page_until(stack, path, lambda html, cid=held["id"]: f'id="comment-{cid}"' in html)
+        parent = held["id"]
+        chain.append(parent)
+
+    too_deep = await new_reader(stack, readers).comment(guid, path, "One level too far.", comment_parent=chain[-1])
+    assert too_deep.status_code == 400
+    assert "thread_too_deep" in too_deep.text and "One level too far." in too_deep.text
+    shown = await page(stack, path)
+    assert f'data-comment-id="{chain[-2]}"' in shown  # depth 4 still takes replies
+    assert f'data-comment-id="{chain[-1]}"' not in shown
+
+
 async def test_double_submit_and_redelivery_make_one_comment(
     stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
 ) -> None:
