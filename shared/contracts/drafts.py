@@ -18,7 +18,9 @@ MAX_VERSION = 2**53 - 1
 numbers as doubles. Versions start at 0, so "no version yet" can be told apart from any real one."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CORRECTION_NOTE = re.compile(r"\s*(this (story|article) )?(correction|corrected|correcting)\b", re.IGNORECASE)
-RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:?[0-9]{2})")
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:?[0-9]{2})"
+)
 """RFC 3339's date-time (a space for the "T" as its note allows), and offsets without the colon, which Superdesk
 writes ("+0000"). Python's `fromisoformat` alone takes much more: week dates, no seconds, "+00", "," fractions."""
 

@@ -196,8 +196,9 @@ def test_external_links_get_rel_and_relative_links_do_not() -> None:
 
 
 @pytest.mark.parametrize(
-    "href", ["/\\evil.example/a", "\\\\evil.example/b", "/&#9;/evil.example/c", "/&#10;/evil.example/d", " //evil.example/e",
-             "\\/evil.example/f", "HTTPS://evil.example/g", "https:evil.example/h"],
+    "href",
+    ["/\\evil.example/a", "\\\\evil.example/b", "/&#9;/evil.example/c", "/&#10;/evil.example/d", " //evil.example/e",
+     "\\/evil.example/f", "HTTPS://evil.example/g", "https:evil.example/h"],
 )
 def test_links_a_browser_takes_off_site_get_rel(href: str) -> None:
     """Browsers read a backslash as a slash and drop tabs and newlines in URLs (WHATWG URL parsing)."""
