@@ -168,19 +168,28 @@
     var now = Date.now();
     var justConfirmed = window.location.hash === "#comment-pending";
     var published = publishedComments();
-    var entries = loadPending()
-      .filter(function (entry) {
-        return isCurrent(entry, now);
-      })
-      .map(function (entry) {
-        if (justConfirmed && entry.guid === guid && !entry.confirmed) {
-          entry.confirmed = true;
+    var current = loadPending().filter(function (entry) {
+      return isCurrent(entry, now);
+    });
+    if (justConfirmed) {
+      // Only the newest submission on this article led here; an older one never confirmed was refused
+      // (a 400 or 429 page), and must not be shown as awaiting moderation.
+      var latest = null;
+      current.forEach(function (entry) {
+        if (entry.guid === guid && !entry.confirmed) {
+          latest = entry;
         }
-        return entry;
-      })
-      .filter(function (entry) {
-        return !(entry.guid === guid && entry.confirmed && isPublished(entry, published));
       });
+      current = current.filter(function (entry) {
+        return entry.guid !== guid || entry.confirmed || entry === latest;
+      });
+      if (latest) {
+        latest.confirmed = true;
+      }
+    }
+    var entries = current.filter(function (entry) {
+      return !(entry.guid === guid && entry.confirmed && isPublished(entry, published));
+    });
     savePending(entries);
 
     var mine = entries.filter(function (entry) {
