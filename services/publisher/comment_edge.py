@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
@@ -245,6 +246,21 @@ TITLES = {
     429: "You are commenting too quickly",
     503: "Your comment could not be posted",
 }
+UNPOSTED = "Your comment could not be posted"
+
+
+def sent_from_elsewhere(origin: str, host: str, site_base_url: str) -> bool:
+    """A browser form post from another site's page (its `Origin` is neither this host nor the site's address).
+
+    Such a post would make each visitor of that page comment or report from their own address, past the flood
+    limits, bans and one-report-per-reader. Clients that send no Origin (scripts, old browsers) are not judged.
+    """
+    if not origin:
+        return False
+    if origin == "null":  # sandboxed frames and some redirects: no page of the site sends that
+        return True
+    sender = urlsplit(origin).netloc.lower()
+    return sender not in (host.lower(), urlsplit(site_base_url).netloc.lower())
 
 
 def reader_ip(peer: str | None, forwarded_for: str, *, trust_proxy: bool) -> str | None:
@@ -293,7 +309,7 @@ class CommentEdge:
 
     def page(self, status: int, errors: list[FieldError], form: CommentForm | None, back: str | None) -> Response:
         body = PAGE.render(
-            title=TITLES.get(status, "Your comment could not be posted"),
+            title=TITLES.get(status, UNPOSTED) if not errors or errors[0].code != "cross_site" else UNPOSTED,
             site_name=self.settings.site_name,
             errors=errors,
             form=form.refill() if form is not None else None,
@@ -317,8 +333,14 @@ class CommentEdge:
 
     # --- submission ---------------------------------------------------------------------------------------
 
+    def _from_elsewhere(self, request: Request) -> bool:
+        return sent_from_elsewhere(request.header("origin"), request.header("host"), self.settings.site_base_url)
+
     async def post_form(self, request: Request) -> Response:
         form = CommentForm.from_fields(request.form())
+        if self._from_elsewhere(request):
+            error = FieldError("form", "cross_site", "Comments are posted from this site's own pages.")
+            return self.page(403, [error], form, None)
         outcome = await self.submit(form, request, secret=self.secret)
         if outcome.status == 303:
             location = f"{outcome.url_path}#comment-pending".encode()
@@ -460,6 +482,8 @@ class CommentEdge:
             fields = None
         if not isinstance(fields, dict):
             return self.problem(400, [FieldError("body", "not_json", "The body must be a JSON object.")])
+        if not is_json and self._from_elsewhere(request):
+            return self.problem(403, [FieldError("form", "cross_site", "Reports are sent from this site's own pages.")])
         cid = request.params["id"]
         if not _ID_RE.match(cid):
             return self.problem(404, [FieldError("id", "unknown_comment", "No such comment.")])

@@ -61,7 +61,9 @@ class Reader:
         assert match.group(1) != "__FORM_TOKEN__"
         return match.group(1)
 
-    async def comment(self, guid: str, path: str, body: str, **fields: str) -> httpx.Response:
+    async def comment(
+        self, guid: str, path: str, body: str, headers: dict[str, str] | None = None, **fields: str
+    ) -> httpx.Response:
         data = {
             "comment_post_ID": guid,
             "comment_parent": "0",
@@ -73,7 +75,7 @@ class Reader:
             "form_token": await self.form_token(path),
             **fields,
         }
-        return await self.client.post("/comments", data=data)
+        return await self.client.post("/comments", data=data, headers=headers)
 
 
 class Moderation:
@@ -390,6 +392,10 @@ async def test_edge_refuses_floods_duplicates_and_invalid_forms(
     assert (await frank.comment(guid, path, "x" * 5001)).status_code == 400
     assert (await frank.comment(guid, path, "   ")).status_code == 400
     assert (await frank.comment("no-such-article", path, text)).status_code == 400  # token is per article
+    # A form on another site's page, posting from each of its visitors' browsers.
+    elsewhere = await frank.comment(guid, path, text, headers={"origin": "https://elsewhere.example"})
+    assert elsewhere.status_code == 403 and "cross_site" in elsewhere.text
+    assert "&amp; &#34;quotes&#34;" in elsewhere.text
 
     # The JSON edge: the same checks, JSON answers.
     api = await frank.client.post("/api/comments", json={"comment_post_ID": guid, "author": "", "email": "x",
@@ -462,6 +468,15 @@ async def test_three_reports_hide_a_comment(
     await page_until(stack, path, lambda html: marker in html)
 
     async with httpx.AsyncClient(base_url=stack.url("publisher")) as client:
+        # The page's Report button: a form that comes back to the article (reader 0, who reports again below),
+        # refused when it comes from another site's page.
+        form = {"comment_post_ID": guid}
+        button = await client.post(f"/comments/{held['id']}/report", data=form,
+                                   headers={"user-agent": "Reader browser 0"})
+        assert button.status_code == 303 and button.headers["location"] == f"{path}#comments"
+        forged = await client.post(f"/comments/{held['id']}/report", data=form,
+                                   headers={"origin": "https://elsewhere.example", "user-agent": "Reader browser 9"})
+        assert forged.status_code == 403
         for n in range(3):
             for _ in range(2):  # the same reader twice counts once
                 report = await client.post(

@@ -16,6 +16,7 @@ from services.publisher.comment_edge import (
     is_valid_email,
     is_valid_url,
     reader_ip,
+    sent_from_elsewhere,
     token_valid,
     validate,
 )
@@ -162,3 +163,20 @@ def test_behind_a_trusted_proxy_the_reader_is_the_address_it_appended() -> None:
     assert reader_ip("10.0.0.7", "", trust_proxy=True) == "10.0.0.7"
     # Without a trusted proxy the header is the client's own word, and the connection's address counts.
     assert reader_ip("203.0.113.9", "198.51.100.1", trust_proxy=False) == "203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "elsewhere"),
+    [
+        ("", "news.example", False),  # scripts and old browsers send no Origin
+        ("https://news.example", "news.example", False),
+        ("https://NEWS.example", "news.example", False),
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", False),
+        ("https://news.example", "publisher:8080", False),  # a proxy that rewrote Host: the site's own address
+        ("https://elsewhere.example", "news.example", True),
+        ("https://news.example.evil.example", "news.example", True),
+        ("null", "news.example", True),
+    ],
+)
+def test_a_form_post_from_another_sites_page_is_told_apart(origin: str, host: str, elsewhere: bool) -> None:
+    assert sent_from_elsewhere(origin, host, "https://news.example") is elsewhere

@@ -345,6 +345,16 @@ def test_a_lead_picture_that_the_body_already_shows_appears_once_where_the_body_
     assert shown == [href, "https://cdn.news.example/other.jpg"]
 
 
+def test_each_comment_can_be_reported_from_the_page() -> None:
+    document = parse(article_page()).root
+    ids = [comment.attrs["id"].removeprefix("comment-") for comment in document.find_all("article", class_="comment")]
+    forms = document.find_all("form", class_="comment-report")
+    assert ids and [form.attrs["action"] for form in forms] == [f"/comments/{cid}/report" for cid in ids]
+    for form in forms:
+        assert form.attrs["method"] == "post"
+        assert form.find("input", name="comment_post_ID").attrs["value"] == GUID
+
+
 def test_headline_cannot_break_out_of_the_json_ld_script() -> None:
     hostile = "Putin </script><script>alert(1)</script> & <!-- friends"
     page = article_page(headline=hostile, excerpt="</script><script>alert(2)</script>")
