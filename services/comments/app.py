@@ -37,6 +37,7 @@ def create_app(settings: CommentsSettings | None = None) -> ServiceApp:
     articles_topic = topic_name(settings, topics.ARTICLES)
     pipeline = CommentPipeline(
         settings, runtime.redis, articles, store,
+        submissions_topic=submissions,
         decisions_topic=topic_name(settings, topics.COMMENT_DECISIONS),
         alerts_topic=topic_name(settings, topics.DESK_ALERTS),
     )

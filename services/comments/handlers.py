@@ -193,6 +193,7 @@ class CommentPipeline:
         articles: ArticleStates,
         store: CommentStore,
         *,
+        submissions_topic: str,
         decisions_topic: str,
         alerts_topic: str,
         spam_model: SpamModel | None = None,
@@ -208,6 +209,7 @@ class CommentPipeline:
         self.thresholds = surge_thresholds(settings)
         self.surge = SurgeDetector(self.thresholds)
         self.surge_loaded: set[str] = set()
+        self.submissions_topic = submissions_topic
         self.decisions_topic = decisions_topic
         self.alerts_topic = alerts_topic
         self._prefetched: Prefetched | None = None
@@ -483,7 +485,13 @@ class CommentPipeline:
         record = await self.record(batch, event.id)
         if record is None:
             return "unknown"
-        if event.article_guid is not None and event.article_guid != record.article_guid:
+        if event.article_guid is None:
+            # Keyed by the comment id, this report is on another partition than the comment's other events, whose
+            # consumer may be updating the record right now. Sent on, keyed by the article, it joins them in order.
+            forwarded = event.model_copy(update={"article_guid": record.article_guid})
+            await outbox.send(self.submissions_topic, record.article_guid, forwarded)
+            return "forwarded"
+        if event.article_guid != record.article_guid:
             raise Reject("wrong_article", f"comment {event.id} is not on article {event.article_guid}")
         count = await self.store.add_reporter(record.id, event.reporter)
         if record.status != "approved" or count < self.settings.comments_report_threshold:

@@ -477,6 +477,22 @@ async def test_three_reports_hide_a_comment(
         forged = await client.post(f"/comments/{held['id']}/report", data=form,
                                    headers={"origin": "https://elsewhere.example", "user-agent": "Reader browser 9"})
         assert forged.status_code == 403
+        # Without its article, a report is keyed by the comment, away from the comment's other events: the
+        # consumer sends it on, keyed by the article, so the comment's record keeps one writer in order.
+        bare = await client.post(f"/comments/{held['id']}/report", json={}, headers={"user-agent": "Reader browser 0"})
+        assert bare.status_code == 202
+
+        async def forwarded() -> bool:
+            records = await topic_records(stack, "broadsheet.comments.submitted")
+            reports = [(r.key, json.loads(r.value)) for r in records]
+            reports = [(k, e) for k, e in reports if e.get("event") == "comment.reported" and e["id"] == held["id"]]
+            sent = [e for k, e in reports if k == held["id"].encode()]
+            return bool(sent) and any(
+                k == guid.encode() and e["article_guid"] == guid and e["reported_at"] == sent[0]["reported_at"]
+                for k, e in reports
+            )
+
+        assert await wait(forwarded)
         for n in range(3):
             for _ in range(2):  # the same reader twice counts once
                 report = await client.post(
