@@ -25,6 +25,8 @@ from shared.logging import get_logger
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
+REBUILD_LOCK_SECONDS = 600
+"""How long one replica may rebuild before another may take over (deploy/k8s gives ingest's start-up as long)."""
 ARTICLE_EVENT: TypeAdapter[ArticlePublished | ArticleWithdrawn | ArticleKilled] = TypeAdapter(ArticleEvent)
 
 
@@ -35,12 +37,13 @@ class StateRecovery:
         self.marker = f"{store.ns}:ingest:built"
         self.lock = f"{store.ns}:ingest:rebuild-lock"
 
-    async def ensure(self, *, wait_seconds: float = 120.0) -> None:
-        """Return once the state is complete; rebuild it first if it is missing (one replica rebuilds)."""
+    async def ensure(self, *, wait_seconds: float = REBUILD_LOCK_SECONDS) -> None:
+        """Return once the state is complete; rebuild it first if it is missing (one replica rebuilds, the others
+        wait for it as long as its lock lives)."""
         if await self.store.redis.exists(self.marker):
             return
         token = uuid.uuid4().hex
-        if await self.store.redis.set(self.lock, token, nx=True, ex=600):
+        if await self.store.redis.set(self.lock, token, nx=True, ex=REBUILD_LOCK_SECONDS):
             try:
                 await self.rebuild()
             finally:
