@@ -244,7 +244,6 @@ TITLES = {
     409: "You have already posted this comment",
     410: "This article has been removed",
     429: "You are commenting too quickly",
-    503: "Your comment could not be posted",
 }
 UNPOSTED = "Your comment could not be posted"
 
@@ -307,9 +306,11 @@ class CommentEdge:
         trusted = self.settings.comment_trust_forwarded_for
         return reader_ip(request.client, request.header("x-forwarded-for"), trust_proxy=trusted)
 
-    def page(self, status: int, errors: list[FieldError], form: CommentForm | None, back: str | None) -> Response:
+    def page(
+        self, status: int, errors: list[FieldError], form: CommentForm | None, back: str | None, title: str = ""
+    ) -> Response:
         body = PAGE.render(
-            title=TITLES.get(status, UNPOSTED) if not errors or errors[0].code != "cross_site" else UNPOSTED,
+            title=title or TITLES.get(status, UNPOSTED),
             site_name=self.settings.site_name,
             errors=errors,
             form=form.refill() if form is not None else None,
@@ -340,7 +341,7 @@ class CommentEdge:
         form = CommentForm.from_fields(request.form())
         if self._from_elsewhere(request):
             error = FieldError("form", "cross_site", "Comments are posted from this site's own pages.")
-            return self.page(403, [error], form, None)
+            return self.page(403, [error], form, None, title=UNPOSTED)
         outcome = await self.submit(form, request, secret=self.secret)
         if outcome.status == 303:
             location = f"{outcome.url_path}#comment-pending".encode()
