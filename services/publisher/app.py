@@ -42,7 +42,7 @@ def create_app(settings: PublisherSettings | None = None) -> tuple[ServiceApp, R
 
     cache = PageCache(
         runtime.redis, live.store.page_prefix, read_page, PreparedPage.from_fields,
-        max_entries=settings.cache_max_pages,
+        max_entries=settings.cache_max_pages, max_bytes=settings.cache_max_bytes, size_of=lambda page: page.size,
     )
 
     async def retarget(namespace: str) -> None:

@@ -22,6 +22,9 @@ class PublisherSettings(ServiceSettings):
         default=False, description="take the reader's IP from X-Forwarded-For (only behind a trusted proxy)"
     )
     cache_max_pages: int = Field(default=50_000, description="pages kept in process memory, invalidated by Redis")
+    cache_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=0, description="and the bytes they may take (pages and their gzip copies)"
+    )
     max_form_bytes: int = 64 * 1024
     rebuild_workers: int = Field(default=0, ge=0, le=64, description="processes a rebuild uses; 0 = one per CPU")
 

@@ -26,7 +26,11 @@ T = TypeVar("T")
 
 
 class PageCache(Generic[T]):
-    """Caches `prepare(fields)` of each page; a page missing in Redis is not cached (None)."""
+    """Caches `prepare(fields)` of each page; a page missing in Redis is not cached (None).
+
+    Bounded by count and, with `size_of`, by bytes: pages differ tenfold in size (a list against a long story
+    with its comments), and a crawler walking the archive fills the cache with whatever it reads.
+    """
 
     def __init__(
         self,
@@ -36,13 +40,19 @@ class PageCache(Generic[T]):
         prepare: Callable[[PageFields], T],
         *,
         max_entries: int = 50_000,
+        max_bytes: int | None = None,
+        size_of: Callable[[T], int] | None = None,
     ) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self.fetch_from_redis = fetch
         self.prepare = prepare
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size_of = size_of
         self.entries: OrderedDict[str, T] = OrderedDict()
+        self.sizes: dict[str, int] = {}
+        self.bytes = 0
         self.in_flight: dict[str, int] = {}
         self.fetching: dict[str, asyncio.Future[T | None]] = {}
         self.invalidated_during_fetch: set[str] = set()
@@ -113,19 +123,34 @@ class PageCache(Generic[T]):
                 if path not in self.in_flight:
                     self.invalidated_during_fetch.discard(path)
             else:
-                self.entries[path] = prepared
-                if len(self.entries) > self.max_entries:
-                    self.entries.popitem(last=False)  # oldest first: a bounded cache, refilled on demand
+                self._keep(path, prepared)
         return prepared
 
+    def _keep(self, path: str, prepared: T) -> None:
+        self._forget(path)
+        self.entries[path] = prepared
+        if self.size_of is not None:
+            size = self.sizes[path] = self.size_of(prepared)
+            self.bytes += size
+        # Oldest first: a bounded cache, refilled on demand.
+        while len(self.entries) > self.max_entries or (self.max_bytes is not None and self.bytes > self.max_bytes):
+            oldest = next(iter(self.entries))
+            self._forget(oldest)
+
+    def _forget(self, path: str) -> None:
+        if self.entries.pop(path, None) is not None:
+            self.bytes -= self.sizes.pop(path, 0)
+
     def invalidate(self, path: str) -> None:
-        self.entries.pop(path, None)
+        self._forget(path)
         if path in self.in_flight:
             self.invalidated_during_fetch.add(path)
         self.invalidations += 1
 
     def clear(self) -> None:
         self.entries.clear()
+        self.sizes.clear()
+        self.bytes = 0
         self.invalidated_during_fetch.update(self.in_flight)
 
     async def start(self) -> None:

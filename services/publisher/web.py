@@ -68,7 +68,7 @@ class PreparedPage:
 
     __slots__ = (
         "etag", "gzip", "gzip_etag", "gzip_head", "gzip_not_modified", "head", "not_modified", "plain", "route",
-        "status",
+        "size", "status",
     )
 
     def __init__(
@@ -111,6 +111,8 @@ class PreparedPage:
         revalidates = status == 200 and bool(etag)
         self.not_modified = Variant.of(304, plain_headers, b"", length=0) if revalidates else None
         self.gzip_not_modified = Variant.of(304, gzip_headers, b"", length=0) if revalidates and gz else None
+        self.size = len(body) + len(gz) + 6 * len(self.plain.raw_head)
+        """Bytes this page holds in memory, near enough: both bodies and the six answers' heads."""
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> PreparedPage:
