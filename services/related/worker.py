@@ -56,6 +56,13 @@ def plain_text(body_html: str) -> str:
     return " ".join(html.unescape(nh3.clean(body_html, tags=set())).split())
 
 
+def rewritten_story(event: ArticlePublished | ArticleWithdrawn | ArticleKilled) -> str | None:
+    """The story a published rewrite takes over (`evolvedfrom`), if any."""
+    if isinstance(event, ArticlePublished) and event.evolvedfrom and event.evolvedfrom != event.guid:
+        return event.evolvedfrom
+    return None
+
+
 def doc_of(article: ArticlePublished) -> RelatedDoc:
     tags = tuple(sorted({t.code for t in article.tags}))
     return RelatedDoc(
@@ -116,6 +123,9 @@ class RelatedWorker:
         self.emitted: dict[str, tuple[tuple[str, str, str, str], ...]] = {}
         self.article_versions: dict[str, int] = {}
         self.article_fences: dict[str, tuple[int, int]] = {}
+        self.superseded: set[str] = set()
+        """Stories a rewrite (`evolvedfrom`) took over: out of every list for good, as the publisher keeps them,
+        whatever order the two events are met in and whatever becomes of the rewrite."""
         self.index_ready = asyncio.Event()
         """Set once the index holds the log as it was at start: then the replica joins the group."""
         self.done: dict[int, int] = {}
@@ -242,10 +252,15 @@ class RelatedWorker:
                     if fence > fences.get(event.guid, (-1, -1)) and not killed:
                         fences[event.guid] = fence
                         latest[event.guid] = event
+                    origin = rewritten_story(event)
+                    if origin is not None:
+                        self.superseded.add(origin)
         self.article_fences.update(fences)
         self.article_versions.update({guid: fence[0] for guid, fence in fences.items()})
         read = time.perf_counter()
-        docs = [doc_of(e) for e in latest.values() if isinstance(e, ArticlePublished)]
+        docs = [
+            doc_of(e) for e in latest.values() if isinstance(e, ArticlePublished) and e.guid not in self.superseded
+        ]
         options: dict[str, Any] = {"k": self.settings.related_k, "partitions": self.settings.related_index_cells}
         if self.settings.related_min_score is not None:
             options["min_score"] = self.settings.related_min_score
@@ -296,10 +311,15 @@ class RelatedWorker:
             return {}
         self.article_fences[event.guid] = fence
         self.article_versions[event.guid] = event.version
-        if isinstance(event, ArticlePublished):
-            changed = self.engine.upsert(doc_of(event))
+        changed: dict[str, tuple[Link, ...]] = {}
+        origin = rewritten_story(event)
+        if origin is not None and origin not in self.superseded:
+            self.superseded.add(origin)
+            changed.update(self.engine.remove(origin))
+        if isinstance(event, ArticlePublished) and event.guid not in self.superseded:
+            changed.update(self.engine.upsert(doc_of(event)))
         else:
-            changed = self.engine.remove(event.guid)
+            changed.update(self.engine.remove(event.guid))
         labelled(MESSAGES, SERVICE, record.topic, "processed").inc()
         labelled(HANDLER_SECONDS, SERVICE, record.topic).observe(time.perf_counter() - started)
         return changed
