@@ -28,6 +28,7 @@ from shared.contracts.comments import (
     CommentReported,
     CommentSubmitted,
     ModerationAction,
+    ModerationBan,
     SurgeAlert,
 )
 from shared.contracts.deadletter import HEADER_PREFIX, DeadLetter
@@ -79,7 +80,7 @@ PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
     topics.DRAFTS: (NinjsDraft,),
     topics.ARTICLES: (ArticlePublished, ArticleWithdrawn, ArticleKilled),
     topics.RELATED: (RelatedLinksUpdated,),
-    topics.COMMENT_SUBMISSIONS: (CommentSubmitted, CommentReported, ModerationAction),
+    topics.COMMENT_SUBMISSIONS: (CommentSubmitted, CommentReported, ModerationAction, ModerationBan),
     topics.COMMENT_DECISIONS: (CommentDecided,),
     topics.DESK_ALERTS: (SurgeAlert,),
 }

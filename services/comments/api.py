@@ -12,7 +12,7 @@ hashes.
 | GET | `/moderation/comments/{id}` | | one comment with its history |
 | POST | `/moderation/comments/{id}/approve\\|reject\\|spam\\|restore` | `{"reason", "moderator"}` (optional) | 202 |
 | POST | `/moderation/comments/bulk` | `{"action", "ids": [...]}` or `{"action", "near_key", "statuses"}` | 202 |
-| POST | `/moderation/bans` | `{"email"}`, `{"ip"}` or `{"comment_id", "with_ip"}` | 201 |
+| POST | `/moderation/bans` | `{"email"}`, `{"ip"}` or `{"comment_id", "with_ip"}`; `{"reason", "moderator"}` | 201 |
 | POST | `/moderation/premoderation` | `{"article" or "section", "on": true\\|false}` | 200 |
 | GET | `/moderation/articles/{guid}` | | the article as moderation sees it |
 """
@@ -25,14 +25,14 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from faststream.kafka import KafkaBroker
 
 from services.comments.articles import ArticleStates
 from services.comments.handlers import ACTION_STATUS
 from services.comments.store import STATUSES, CommentRecord, CommentStore, Hasher
-from shared.contracts.comments import ModerationAction
+from shared.contracts.comments import ModerationAction, ModerationBan
 from shared.http import Request, Response, Router, json_response, problem
 from shared.kafka import json_bytes
 
@@ -230,26 +230,34 @@ class ModerationApi:
 
     async def _send(self, records: Sequence[CommentRecord], action: str, moderator: str, reason: str | None) -> None:
         now = datetime.now(UTC)
-        futures = []
-        for record in records:
-            event = ModerationAction(
-                action_id=uuid.uuid4().hex,
-                id=record.id,
-                article_guid=record.article_guid,
-                action=action,
-                moderator=moderator,
-                reason=reason,
-                requested_at=now,
+        await self._publish([
+            (
+                record.article_guid,
+                ModerationAction(
+                    action_id=uuid.uuid4().hex,
+                    id=record.id,
+                    article_guid=record.article_guid,
+                    action=action,
+                    moderator=moderator,
+                    reason=reason,
+                    requested_at=now,
+                ),
             )
-            futures.append(
-                await self.broker.publish(
-                    json_bytes(event),
-                    topic=self.submissions_topic,
-                    key=record.article_guid.encode(),
-                    headers={"content-type": "application/json"},
-                    no_confirm=True,
-                )
+            for record in records
+        ])
+
+    async def _publish(self, keyed: Sequence[tuple[str, ModerationAction | ModerationBan]]) -> None:
+        """Produce to the submissions topic and wait until Kafka has acknowledged every event."""
+        futures = [
+            await self.broker.publish(
+                json_bytes(event),
+                topic=self.submissions_topic,
+                key=key.encode(),
+                headers={"content-type": "application/json"},
+                no_confirm=True,
             )
+            for key, event in keyed
+        ]
         if futures:
             await asyncio.gather(*futures)
 
@@ -258,27 +266,40 @@ class ModerationApi:
         email = _text(data, "email", 254)
         ip = _text(data, "ip", 64)
         comment_id = _text(data, "comment_id", 200)
-        banned: list[str] = []
+        moderator = _text(data, "moderator", 100) or "moderator"
+        reason = _text(data, "reason", 500)
+        bans: list[tuple[str, Literal["email", "ip"], str]] = []  # (what the answer calls it, kind, hash)
+        key: str | None = None
         if email:
             if "@" not in email:
                 return problem(400, "email is not an address")
-            await self.store.ban("email", self.hasher.email(email))
-            banned.append("email")
+            bans.append(("email", "email", self.hasher.email(email)))
         if ip:
-            await self.store.ban("ip", self.hasher.ip(ip))
-            banned.append("ip")
+            bans.append(("ip", "ip", self.hasher.ip(ip)))
         if comment_id:
             record = await self.store.record(comment_id)
             if record is None:
                 return problem(404, "no such comment")
-            await self.store.ban("email", record.email_hash)
-            banned.append("author")
+            key = record.article_guid  # beside the comment's other events
+            bans.append(("author", "email", record.email_hash))
             if data.get("with_ip") is True and record.ip_hash:
-                await self.store.ban("ip", record.ip_hash)
-                banned.append("ip")
-        if not banned:
+                bans.append(("ip", "ip", record.ip_hash))
+        if not bans:
             return problem(400, 'give "email", "ip" or "comment_id"')
-        return json_response({"banned": banned}, 201)
+        now = datetime.now(UTC)
+        events = [
+            ModerationBan(
+                ban_id=uuid.uuid4().hex, kind=kind, hash=hashed, comment_id=comment_id or None, moderator=moderator,
+                reason=reason, requested_at=now,
+            )
+            for _, kind, hashed in bans
+        ]
+        # The event is the record of the ban (who, when, what, why) and what a replay applies again; applied
+        # here too, so the author's next comment meets it whichever partition it lands on.
+        await self._publish([(key or event.hash, event) for event in events])
+        for event in events:
+            await self.store.ban(event.kind, event.hash)
+        return json_response({"banned": [label for label, _, _ in bans]}, 201)
 
     async def premoderation(self, request: Request) -> Response:
         data = json_body(request)

@@ -62,6 +62,7 @@ from shared.contracts.comments import (
     CommentStatus,
     CommentSubmitted,
     ModerationAction,
+    ModerationBan,
     SubmissionEvent,
     SurgeAlert,
 )
@@ -71,7 +72,9 @@ from shared.redis import CommandBatch, pairs
 
 log = get_logger(__name__)
 
-SUBMISSION_EVENT: TypeAdapter[CommentSubmitted | CommentReported | ModerationAction] = TypeAdapter(SubmissionEvent)
+CommentEvent = CommentSubmitted | CommentReported | ModerationAction
+"""The submissions topic's events about one comment (the topic also carries bans)."""
+SUBMISSION_EVENT: TypeAdapter[CommentEvent | ModerationBan] = TypeAdapter(SubmissionEvent)
 ACTION_STATUS: dict[str, CommentStatus] = {
     "approve": "approved",
     "reject": "rejected",
@@ -213,7 +216,7 @@ class CommentPipeline:
         self.decisions_topic = decisions_topic
         self.alerts_topic = alerts_topic
         self._prefetched: Prefetched | None = None
-        self._parsed: dict[tuple[int, int], CommentSubmitted | CommentReported | ModerationAction] = {}
+        self._parsed: dict[tuple[int, int], CommentEvent | ModerationBan] = {}
         """The batch's submissions-topic events as `prepare` parsed them, by (partition, offset)."""
         articles.on_change.append(self._article_changed)
         self._changed_articles: set[str] = set()
@@ -222,7 +225,7 @@ class CommentPipeline:
 
     async def prepare(self, records: Sequence[ConsumerRecord[Any, Any]], submissions_topic: str) -> None:
         """Read what the batch needs in one round trip. Best effort: a record missing here is read on its own."""
-        events: list[CommentSubmitted | CommentReported | ModerationAction] = []
+        events: list[CommentEvent] = []
         self._parsed = {}
         for record in records:
             if record.topic != submissions_topic:
@@ -231,8 +234,9 @@ class CommentPipeline:
                 event = SUBMISSION_EVENT.validate_json(record.value or b"")
             except ValidationError:
                 continue
-            events.append(event)
             self._parsed[(record.partition, record.offset)] = event
+            if not isinstance(event, ModerationBan):
+                events.append(event)
         self._prefetched = None
         if not events:
             return
@@ -259,7 +263,7 @@ class CommentPipeline:
             self._changed_articles = set()
         return batch
 
-    async def prefetch(self, events: Sequence[CommentSubmitted | CommentReported | ModerationAction]) -> Prefetched:
+    async def prefetch(self, events: Sequence[CommentEvent]) -> Prefetched:
         """One pipelined read: records, articles and section flags; per submission one HMGET of the author's hash
         (trusted? this text posted before?); for the whole batch, the recent comment times of its e-mails and
         IPs (one HMGET per minute in the flood window) and their bans."""
@@ -372,6 +376,8 @@ class CommentPipeline:
                 raise Reject(
                     "invalid_event", "event does not match its contract", exc.errors(include_url=False)
                 ) from exc
+        if isinstance(event, ModerationBan):
+            return await self.banned(event)
         batch = self.batch_of(outbox)
         if isinstance(event, CommentSubmitted):
             return await self.submitted(event, outbox, batch)
@@ -530,6 +536,15 @@ class CommentPipeline:
             moderator=event.moderator, revision=updated.revision,
         )
         return "moderated"
+
+    async def banned(self, event: ModerationBan) -> str:
+        """The moderation API has applied the ban already, to take effect at once; this applies it on a replay."""
+        await self.store.ban(event.kind, event.hash)
+        log.info(
+            "ban applied", kind=event.kind, moderator=event.moderator, reason=event.reason, comment=event.comment_id,
+            ban=event.ban_id,
+        )
+        return "banned"
 
     async def _emit(self, outbox: Outbox, record: CommentRecord, at: datetime) -> None:
         decided = CommentDecided(

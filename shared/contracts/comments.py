@@ -58,7 +58,23 @@ class ModerationAction(EventModel):
     requested_at: datetime
 
 
-SubmissionEvent = Annotated[CommentSubmitted | CommentReported | ModerationAction, Field(discriminator="event")]
+class ModerationBan(EventModel):
+    """A moderator's ban of an e-mail address or an IP: the audit record of who, when, what and why, and what the
+    comments service applies (again, on a replay). The address itself never travels, only its keyed hash."""
+
+    event: Literal["comment.ban"] = "comment.ban"
+    ban_id: str = Field(description="unique per ban; applying it twice changes nothing")
+    kind: Literal["email", "ip"]
+    hash: str = Field(description="the address's keyed hash, as the comments service keeps it")
+    comment_id: str | None = Field(default=None, description="the comment the ban was made from, if any")
+    moderator: str
+    reason: str | None = None
+    requested_at: datetime
+
+
+SubmissionEvent = Annotated[
+    CommentSubmitted | CommentReported | ModerationAction | ModerationBan, Field(discriminator="event")
+]
 
 
 class CommentDecided(EventModel):

@@ -426,7 +426,7 @@ async def test_banned_words_bans_and_near_identical_bulk(
     assert "banned_word" in rejected["reasons"]
 
     banned = new_reader(stack, readers)
-    ban = await mod.post("/moderation/bans", {"email": banned.email.upper()})
+    ban = await mod.post("/moderation/bans", {"email": banned.email.upper(), "moderator": "Maria", "reason": "abuse"})
     assert ban.status_code == 201
     assert (await banned.comment(guid, path, "I have been here before.")).status_code == 303
 
@@ -434,6 +434,13 @@ async def test_banned_words_bans_and_near_identical_bulk(
         return [c for c in await mod.comment_on(guid, "rejected") if "banned_email" in c["reasons"]]
 
     assert await wait(banned_rejected), "a banned address must be rejected"
+    # The ban is an event too: who, when, what and why, with the address's hash, never the address.
+    records = await topic_records(stack, "broadsheet.comments.submitted")
+    [mine] = [r for r in records if b'"comment.ban"' in r.value and json.loads(r.value)["reason"] == "abuse"]
+    event = json.loads(mine.value)
+    assert (event["moderator"], event["kind"], len(event["hash"])) == ("Maria", "email", 32)
+    assert event["requested_at"] and event["ban_id"]
+    assert banned.email.encode() not in mine.value and banned.email.upper().encode() not in mine.value
 
     wave = [new_reader(stack, readers) for _ in range(3)]
     for n, reader in enumerate(wave):
