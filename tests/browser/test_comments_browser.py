@@ -100,8 +100,15 @@ async def test_reader_posts_moderator_approves_reader_sees_it(
             await moderator.click("#login-submit")
             item = moderator.locator("li.comment", has_text=text)
             await item.wait_for(timeout=10_000)
+            assert not await moderator.locator("#login").is_visible(), "the sign-in form goes once signed in"
             assert await item.locator(".reasons li", has_text="first_time_commenter").count() == 1
+            for label in ("Approve", "Reject", "Spam", "Ban author"):  # the mouse's way to act on one comment
+                assert await item.get_by_role("button", name=label, exact=True).is_visible(), label
+            await moderator.fill("#reason", "on topic, civil")
             await item.click()
+            await moderator.keyboard.press("u")  # restore a pending comment: nothing to do, and it stays listed
+            await moderator.locator("#status-line", has_text="already so").wait_for(timeout=5000)
+            assert await moderator.locator("li.comment", has_text=text).count() == 1
             assert "current" in (await item.get_attribute("class") or "")
             await moderator.keyboard.press("a")
             await moderator.locator("#status-line", has_text="Approved 1 comment").wait_for(timeout=5000)
@@ -118,6 +125,12 @@ async def test_reader_posts_moderator_approves_reader_sees_it(
             assert await reader.locator("#comments h2").inner_text() == "1 Comment"
             comment = reader.locator("article.comment[id^=\"comment-\"]", has_text=text)
             assert (await comment.get_attribute("id") or "").startswith("comment-c")
+            comment_id = (await comment.get_attribute("id") or "").removeprefix("comment-")
+            async with httpx.AsyncClient(base_url=stack.url("comments")) as api:
+                record = (await api.get(f"/moderation/comments/{comment_id}",
+                                        headers={"Authorization": f"Bearer {MODERATION_TOKEN}"})).json()
+            assert record["history"][-1]["actor"] == "Maria Moderator"
+            assert "on topic, civil" in record["history"][-1]["reasons"], "the reason typed is in the audit trail"
             assert await reader.locator(".pending-comments").count() == 0, "the reader's own note goes away"
             await reader.goto(stack.url("publisher", path))
             await asyncio.to_thread(ARTIFACTS.mkdir, exist_ok=True)

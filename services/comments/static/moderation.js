@@ -23,6 +23,21 @@
     return window.sessionStorage.getItem(NAME_KEY) || "moderator";
   }
 
+  function why() {
+    return el.reason.value.trim();
+  }
+
+  function who(extra) {
+    var body = { moderator: moderator() };
+    if (why()) {
+      body.reason = why();
+    }
+    Object.keys(extra || {}).forEach(function (key) {
+      body[key] = extra[key];
+    });
+    return body;
+  }
+
   function say(text, isError) {
     el.statusLine.textContent = text;
     el.statusLine.className = isError ? "error" : "";
@@ -44,12 +59,18 @@
         signOut("The token was refused.");
         throw new Error("unauthorized");
       }
-      return response.json().then(function (data) {
-        if (!response.ok) {
-          throw new Error(data && data.error ? data.error : "HTTP " + response.status);
+      return response.json().then(
+        function (data) {
+          if (!response.ok) {
+            throw new Error(data && data.error ? data.error : "HTTP " + response.status);
+          }
+          return data;
+        },
+        function () {
+          // Not JSON: a proxy's error page, say. The status says more than the parser's complaint.
+          throw new Error("HTTP " + response.status);
         }
-        return data;
-      });
+      );
     });
   }
 
@@ -168,6 +189,17 @@
           })
         );
       }
+      buttons.appendChild(
+        button("Ban author", "ban", function () {
+          ban(comment, false);
+        })
+      );
+      buttons.appendChild(
+        button("Ban author and IP", "ban", function () {
+          ban(comment, true);
+        })
+      );
+      item.appendChild(buttons);
       item.addEventListener("click", function () {
         state.current = index;
         render();
@@ -223,26 +255,33 @@
     }
     var done;
     if (comments.length === 1) {
-      done = api("POST", "/moderation/comments/" + encodeURIComponent(comments[0].id) + "/" + action, {
-        moderator: moderator()
-      }).then(function () {
-        return [comments[0].id];
+      done = api(
+        "POST", "/moderation/comments/" + encodeURIComponent(comments[0].id) + "/" + action, who()
+      ).then(function (result) {
+        // `changed: false`: it already had that status, nothing was done; it stays where it is.
+        return result.changed === false ? { accepted: [], unchanged: [comments[0].id] } : { accepted: [comments[0].id] };
       });
     } else {
-      done = api("POST", "/moderation/comments/bulk", {
-        action: action,
-        moderator: moderator(),
-        ids: comments.map(function (comment) {
-          return comment.id;
+      done = api(
+        "POST",
+        "/moderation/comments/bulk",
+        who({
+          action: action,
+          ids: comments.map(function (comment) {
+            return comment.id;
+          })
         })
-      }).then(function (result) {
-        return (result.accepted || []).concat(result.unchanged || []);
-      });
+      );
     }
     done
-      .then(function (ids) {
+      .then(function (result) {
+        var ids = result.accepted || [];
+        var unchanged = (result.unchanged || []).length;
         removeDone(ids);
-        say(DONE[action] + " " + ids.length + " comment" + (ids.length === 1 ? "" : "s"));
+        say(
+          DONE[action] + " " + ids.length + " comment" + (ids.length === 1 ? "" : "s") +
+            (unchanged ? "; " + unchanged + " already so, left as they were" : "")
+        );
       })
       .catch(function (error) {
         if (error.message !== "unauthorized") {
@@ -251,12 +290,24 @@
       });
   }
 
+  function ban(comment, withIp) {
+    var what = withIp ? "this comment's author and IP address" : "this comment's author";
+    if (!window.confirm("Ban " + what + "? Their next comments will be rejected.")) {
+      return;
+    }
+    api("POST", "/moderation/bans", who({ comment_id: comment.id, with_ip: withIp }))
+      .then(function (result) {
+        say("Banned: " + (result.banned || []).join(" and "));
+      })
+      .catch(function (error) {
+        if (error.message !== "unauthorized") {
+          say("Could not ban: " + error.message, true);
+        }
+      });
+  }
+
   function actOnNear(action, comment) {
-    api("POST", "/moderation/comments/bulk", {
-      action: action,
-      moderator: moderator(),
-      near_key: comment.near_key
-    })
+    api("POST", "/moderation/comments/bulk", who({ action: action, near_key: comment.near_key }))
       .then(function (result) {
         var ids = result.accepted || [];
         removeDone(
@@ -337,6 +388,7 @@
     el.statusLine = document.getElementById("status-line");
     el.list = document.getElementById("comments");
     el.empty = document.getElementById("empty");
+    el.reason = document.getElementById("reason");
 
     el.login.addEventListener("submit", function (event) {
       event.preventDefault();
