@@ -7,7 +7,7 @@ Dead-letter re-drives are remembered in the dead-letter topic itself: each re-dr
 record to its source topic and a marker record (`dlq-redriven: <partition>:<offset>`) to the dead-letter
 topic in one Kafka transaction, so a re-driven record is re-driven once, whatever happens to Redis or to
 the operator's shell, and two operators re-driving at once fence each other (one transactional id per
-dead-letter topic).
+dead-letter topic, whose producer starts before the letters are read).
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
+import redis.exceptions
 import typer
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -69,7 +71,11 @@ def client_options(settings: ServiceSettings) -> dict[str, object]:
 @contextlib.asynccontextmanager
 async def admin_client(settings: ServiceSettings) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
+    try:
+        await admin.start()
+    except BaseException:
+        await admin.close()
+        raise
     try:
         yield admin
     finally:
@@ -83,7 +89,11 @@ async def reader(settings: ServiceSettings, **extra: Any) -> AsyncIterator[AIOKa
         enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
         max_partition_fetch_bytes=8 * 1024 * 1024, **extra, **client_options(settings),
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     # Let the consumer's background task begin: stopping one that never ran raises CancelledError (aiokafka).
     await asyncio.sleep(0)
     try:
@@ -92,8 +102,42 @@ async def reader(settings: ServiceSettings, **extra: Any) -> AsyncIterator[AIOKa
         await consumer.stop()
 
 
+class MissingTopic(RuntimeError):
+    """A topic the command reads does not exist (a wrong KAFKA_TOPIC_PREFIX, or topics never created)."""
+
+
 def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    """Run a command's work; what an operator can fix is said in one line (exit 1), not as a traceback."""
+    try:
+        return asyncio.run(_quiet_when_fenced(coro))
+    except KafkaConnectionError as exc:
+        fail(f"Kafka is not reachable at {ServiceSettings().kafka_bootstrap_servers}: {exc}")
+    except ProducerFenced:
+        fail("another re-drive of this dead-letter topic took over; this one sent nothing more")
+    except (MissingTopic, topics.TopicsRefused) as exc:
+        fail(str(exc))
+    except KafkaError as exc:
+        fail(f"Kafka refused: {exc!r}")
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        fail(f"Redis is not reachable: {exc}")
+
+
+async def _quiet_when_fenced(coro: Any) -> Any:
+    """A fenced transactional producer leaves futures failed with `ProducerFenced` that nobody awaits; asyncio
+    would print each with a traceback. The one line `run` prints says it all."""
+    loop = asyncio.get_running_loop()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if not isinstance(context.get("exception"), ProducerFenced):
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    return await coro
+
+
+def fail(message: str) -> NoReturn:
+    console.print(f"[red]{message}[/red]")
+    raise typer.Exit(1)
 
 
 # --- topics ---------------------------------------------------------------------------------------------------
@@ -221,27 +265,43 @@ def draft_files(path: Path) -> list[Path]:
     return [path]
 
 
-async def produce_drafts(settings: ServiceSettings, files: list[Path]) -> int:
+async def produce_drafts(settings: ServiceSettings, drafts: list[tuple[bytes, bytes]]) -> int:
+    """Produce (guid, raw draft) pairs, keyed by guid; returns how many Kafka acknowledged."""
     producer = AIOKafkaProducer(
         acks="all", enable_idempotence=True, max_request_size=4 * 1024 * 1024, linger_ms=5,
         **client_options(settings),
     )
-    await producer.start()
-    sent = 0
     try:
+        await producer.start()
         topic = topics.with_prefix(settings.kafka_topic_prefix, topics.DRAFTS)
         with Progress(console=console, transient=False) as progress:
-            task = progress.add_task("posting drafts", total=len(files))
+            task = progress.add_task("posting drafts", total=len(drafts))
             futures = []
-            for file in files:
-                raw = file.read_bytes()
-                futures.append(await producer.send(topic, raw, key=guid_of(raw) or None))
+            for guid, raw in drafts:
+                futures.append(await producer.send(topic, raw, key=guid))
                 progress.advance(task)
-                sent += 1
             await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    return sent
+    return len(drafts)
+
+
+def checked_drafts(files: list[Path], max_bytes: int) -> tuple[list[tuple[bytes, bytes]], list[str]]:
+    """The files that can be posted, as (guid, bytes), and why each of the others cannot: ingest would only
+    dead-letter a draft without a guid or over the size limit, and a record without a key is on no story's
+    partition."""
+    drafts: list[tuple[bytes, bytes]] = []
+    refused: list[str] = []
+    for file in files:
+        raw = file.read_bytes()
+        guid = guid_of(raw)
+        if len(raw) > max_bytes:
+            refused.append(f"{file}: {len(raw):,} bytes, over the {max_bytes:,}-byte limit")
+        elif not guid:
+            refused.append(f"{file}: not a JSON object with a guid (or uri)")
+        else:
+            drafts.append((guid, raw))
+    return drafts, refused
 
 
 def guid_of(raw: bytes | None) -> bytes:
@@ -257,13 +317,21 @@ def guid_of(raw: bytes | None) -> bytes:
 
 @drafts_app.command("post")
 def drafts_post(path: Annotated[Path, typer.Argument(help="a ninjs JSON file or a folder of them")]) -> None:
-    """Produce ninjs drafts to the newsroom.drafts topic, keyed by guid, as a newsroom system would."""
+    """Produce ninjs drafts to the newsroom.drafts topic, keyed by guid, as a newsroom system would. Files that
+    are not drafts (no guid, not JSON, over the size limit) are named and skipped, and the exit code is 1."""
+    if not path.exists():
+        fail(f"{path} does not exist")
     files = draft_files(path)
     if not files:
-        console.print(f"no .json drafts under {path}")
+        fail(f"no .json drafts under {path}")
+    settings = ServiceSettings()
+    drafts, refused = checked_drafts(files, settings.max_draft_bytes)
+    sent = run(produce_drafts(settings, drafts)) if drafts else 0
+    for why in refused:
+        console.print(f"[red]skipped {why}[/red]")
+    console.print(f"posted {sent} drafts" + (f", skipped {len(refused)}" if refused else ""))
+    if refused:
         raise typer.Exit(1)
-    sent = run(produce_drafts(ServiceSettings(), files))
-    console.print(f"posted {sent} drafts")
 
 
 # --- ACLs -----------------------------------------------------------------------------------------------------
@@ -401,7 +469,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
             return set(parts)
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
-    return set()
+    raise MissingTopic(f"topic {topic} does not exist (check KAFKA_TOPIC_PREFIX, or run `broadsheet topics create`)")
 
 
 METRIC_LINE = re.compile(r'^(?P<name>[a-zA-Z_:]+)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)')
@@ -564,8 +632,6 @@ async def read_dead_letters(settings: ServiceSettings, service: str, *, progress
     async with reader(settings) as consumer:
         parts = await _partitions(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return DeadLetters(topic, [], {})
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -626,8 +692,13 @@ def select(letters: DeadLetters, *, reason: str | None, offset: str | None, incl
     return chosen
 
 
+LETTER_REF = re.compile(r"[0-9]+(:[0-9]+)?")
+
+
 def matches(letter: Letter, ref: str) -> bool:
     """`ref` is `partition:offset`, or an offset alone."""
+    if not LETTER_REF.fullmatch(ref):
+        raise typer.BadParameter(f"{ref!r}: give `partition:offset` or an offset, e.g. 3:120", param_hint="offset")
     if ":" in ref:
         partition, _, offset = ref.partition(":")
         return letter.partition == int(partition) and letter.offset == int(offset)
@@ -720,24 +791,22 @@ async def redrive(
     dry_run: bool = False,
 ) -> list[Redrive]:
     """Produce each chosen dead letter's original bytes and key to its source topic, with `redriven-from`, and
-    mark it re-driven in the same transaction. Records already re-driven are never chosen again."""
-    letters = await read_dead_letters(settings, service)
-    plan: list[Redrive] = []
-    for letter in select(letters, reason=reason, offset=offset, include_redriven=False):
-        source = letter.headers.get("dlq-source-topic", "")
-        if not source:
-            console.print(f"skipping {letter.ref}: no dlq-source-topic header")
-            continue
-        key = (guid_of(letter.value) or letter.key) if set_key_from_guid else letter.key
-        plan.append(Redrive(letter, key, source))
-    if dry_run or not plan:
-        return plan
+    mark it re-driven in the same transaction. Records already re-driven are never chosen again.
+
+    The transactional producer starts before the letters are read: starting it fences any other re-drive of the
+    topic (its transactions fail from then on) and waits for that one's open transaction to end, so the markers
+    read after it include everything the other re-drive committed, and nothing is sent twice."""
+    if dry_run:
+        return plan_redrive(await read_dead_letters(settings, service), reason, offset, set_key_from_guid)
+    topic = dlq_topic(settings, service)
     producer = AIOKafkaProducer(
-        acks="all", enable_idempotence=True, transactional_id=f"{letters.topic}.redrive",
+        acks="all", enable_idempotence=True, transactional_id=f"{topic}.redrive",
         max_request_size=8 * 1024 * 1024, **client_options(settings),
     )
-    await producer.start()
     try:
+        await producer.start()
+        letters = await read_dead_letters(settings, service)
+        plan = plan_redrive(letters, reason, offset, set_key_from_guid)
         with Progress(console=console) as bar:
             task = bar.add_task(f"re-driving {len(plan)} records", total=len(plan))
             for item in plan:
@@ -762,6 +831,20 @@ async def redrive(
                 bar.advance(task)
     finally:
         await producer.stop()
+    return plan
+
+
+def plan_redrive(
+    letters: DeadLetters, reason: str | None, offset: str | None, set_key_from_guid: bool
+) -> list[Redrive]:
+    plan: list[Redrive] = []
+    for letter in select(letters, reason=reason, offset=offset, include_redriven=False):
+        source = letter.headers.get("dlq-source-topic", "")
+        if not source:
+            console.print(f"skipping {letter.ref}: no dlq-source-topic header")
+            continue
+        key = (guid_of(letter.value) or letter.key) if set_key_from_guid else letter.key
+        plan.append(Redrive(letter, key, source))
     return plan
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 LATEST_PER_KEY = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
@@ -69,6 +69,10 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+class TopicsRefused(RuntimeError):
+    """Kafka answered a topic creation with an error for one topic or more."""
+
+
 def with_prefix(prefix: str, name: str) -> str:
     return f"{prefix}{name}"
 
@@ -100,7 +104,15 @@ async def ensure_topics(
         if not wanted:
             return []
         with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(wanted)
+            answer = await admin.create_topics(wanted)
+            refused = [
+                f"{error[0]}: {error[2] if len(error) > 2 and error[2] else for_code(error[1]).__name__}"
+                for error in answer.topic_errors
+                if error[1] not in (0, TopicAlreadyExistsError.errno)
+            ]
+            if refused:
+                # Kafka answers per topic: an invalid partition count or replication factor is refused here.
+                raise TopicsRefused("Kafka refused to create " + "; ".join(refused))
         return [t.name for t in wanted]
     finally:
         await admin.close()

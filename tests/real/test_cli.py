@@ -160,3 +160,77 @@ async def page_status(stack: ServiceStack, guid: str) -> tuple[int, str, str]:
     from tests.support.drafts import page_of
 
     return await page_of(stack, guid)
+
+
+async def test_two_redrives_at_once_send_the_letter_once(stack: ServiceStack) -> None:
+    """The second re-drive's producer fences the first and reads the markers after it: never two copies."""
+    draft = make_draft(f"cli-twice-{uuid.uuid4().hex[:10]}")
+    wrong_key = f"wrong-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(stack.topic(topics.DRAFTS), json.dumps(draft).encode(), key=wrong_key.encode())
+    finally:
+        await producer.stop()
+
+    async def dead_letter() -> dict[str, Any] | None:
+        rows = await cli_json(stack, "dlq", "list", "--service", "ingest", "--reason", "key_mismatch")
+        return next((r for r in rows if r["key"] == wrong_key), None)
+
+    letter = await stack.wait_for(dead_letter, timeout=30, interval=0.5)
+    assert letter
+    ref = f"{letter['partition']}:{letter['offset']}"
+    runs = await asyncio.gather(*(
+        cli(stack, "dlq", "redrive", "ingest", "--offset", ref, "--set-key-from-guid", check=False) for _ in range(3)
+    ))
+    for result in runs:
+        assert result.returncode in (0, 1), result.stderr
+        assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    origin = f"{stack.topic(topics.dead_letter_topic('ingest'))}:{ref}"
+    assert await redriven_copies(stack, origin) == 1
+
+
+async def test_operator_mistakes_get_one_line_and_an_exit_code(stack: ServiceStack, tmp_path: Any) -> None:
+    # A folder with a good draft, a broken file and a draft without a guid: the good one is posted, the others
+    # are named and skipped, and the exit code says something was not posted.
+    good = make_draft(f"cli-folder-{uuid.uuid4().hex[:10]}")
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    (tmp_path / "broken.json").write_text('{"guid": "x", ')
+    (tmp_path / "no-guid.json").write_text(json.dumps({k: v for k, v in good.items() if k != "guid"}))
+    posted = await cli(stack, "drafts", "post", str(tmp_path), check=False)
+    assert posted.returncode == 1
+    said = posted.stdout + posted.stderr
+    assert "posted 1 drafts, skipped 2" in said
+    assert "broken.json" in said and "no-guid.json" in said
+    await wait_for_version(stack, good["guid"], 1, timeout=30)
+
+    missing = await cli(stack, "drafts", "post", str(tmp_path / "nope.json"), check=False)
+    assert missing.returncode == 1 and "does not exist" in missing.stdout + missing.stderr
+
+    bad_ref = await cli(stack, "dlq", "show", "ingest", "abc", check=False)
+    assert bad_ref.returncode == 2 and "partition:offset" in bad_ref.stderr + bad_ref.stdout
+
+    # Topics Kafka refuses to create are not reported as created.
+    env_prefix = f"cli-refused-{uuid.uuid4().hex[:6]}."
+    refused = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "shared.cli", "topics", "create", "--partitions", "-5"],
+        cwd=REPO, env={**stack.env("ingest"), "KAFKA_TOPIC_PREFIX": env_prefix, "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert refused.returncode == 1 and "refused" in refused.stderr and "created" not in refused.stderr
+
+    # A prefix whose topics do not exist is said so, not reported as an empty dead-letter topic.
+    nowhere = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "shared.cli", "dlq", "list", "--service", "ingest"],
+        cwd=REPO, env={**stack.env("ingest"), "KAFKA_TOPIC_PREFIX": env_prefix, "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert nowhere.returncode == 1 and "does not exist" in nowhere.stderr
+
+    unreachable = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "shared.cli", "dlq", "list", "--service", "ingest"],
+        cwd=REPO, env={**stack.env("ingest"), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert unreachable.returncode == 1 and "not reachable" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
