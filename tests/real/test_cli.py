@@ -57,19 +57,9 @@ async def redriven_copies(stack: ServiceStack, origin: str) -> int:
     return found
 
 
-async def test_topics_describe_reports_every_topic(stack: ServiceStack) -> None:
-    described = await cli_json(stack, "topics", "describe")
-    by_name = {t["name"]: t for t in described}
-    for spec in topics.TOPICS:
-        info = by_name[stack.topic(spec.name)]
-        assert info["exists"], info
-        assert info["partitions"] == 12
-        assert info["drift"] == {}, info
-    assert by_name[stack.topic(topics.RELATED)]["configs"]["cleanup.policy"] == "compact"
-
-
-async def test_dead_letter_fixed_and_redriven_once(stack: ServiceStack) -> None:
-    draft = make_draft(f"cli-{uuid.uuid4().hex[:10]}")
+async def mis_keyed_dead_letter(stack: ServiceStack, name: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A draft produced under a key that is not its guid, and its dead letter as `dlq list` shows it."""
+    draft = make_draft(f"{name}-{uuid.uuid4().hex[:10]}")
     wrong_key = f"wrong-{uuid.uuid4().hex[:8]}"
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka, acks="all")
     await producer.start()
@@ -87,6 +77,22 @@ async def test_dead_letter_fixed_and_redriven_once(stack: ServiceStack) -> None:
 
     letter = await stack.wait_for(dead_letter, timeout=30, interval=0.5)
     assert letter, "the mis-keyed draft never reached the ingest dead-letter topic"
+    return draft, wrong_key, letter
+
+
+async def test_topics_describe_reports_every_topic(stack: ServiceStack) -> None:
+    described = await cli_json(stack, "topics", "describe")
+    by_name = {t["name"]: t for t in described}
+    for spec in topics.TOPICS:
+        info = by_name[stack.topic(spec.name)]
+        assert info["exists"], info
+        assert info["partitions"] == 12
+        assert info["drift"] == {}, info
+    assert by_name[stack.topic(topics.RELATED)]["configs"]["cleanup.policy"] == "compact"
+
+
+async def test_dead_letter_fixed_and_redriven_once(stack: ServiceStack) -> None:
+    draft, wrong_key, letter = await mis_keyed_dead_letter(stack, "cli")
     assert letter["reason_code"] == "key_mismatch"
     assert letter["source_topic"] == stack.topic(topics.DRAFTS)
     assert letter["consumer"] == f"{stack.prefix}broadsheet-ingest"
@@ -164,21 +170,7 @@ async def page_status(stack: ServiceStack, guid: str) -> tuple[int, str, str]:
 
 async def test_two_redrives_at_once_send_the_letter_once(stack: ServiceStack) -> None:
     """The second re-drive's producer fences the first and reads the markers after it: never two copies."""
-    draft = make_draft(f"cli-twice-{uuid.uuid4().hex[:10]}")
-    wrong_key = f"wrong-{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(stack.topic(topics.DRAFTS), json.dumps(draft).encode(), key=wrong_key.encode())
-    finally:
-        await producer.stop()
-
-    async def dead_letter() -> dict[str, Any] | None:
-        rows = await cli_json(stack, "dlq", "list", "--service", "ingest", "--reason", "key_mismatch")
-        return next((r for r in rows if r["key"] == wrong_key), None)
-
-    letter = await stack.wait_for(dead_letter, timeout=30, interval=0.5)
-    assert letter
+    _, _, letter = await mis_keyed_dead_letter(stack, "cli-twice")
     ref = f"{letter['partition']}:{letter['offset']}"
     runs = await asyncio.gather(*(
         cli(stack, "dlq", "redrive", "ingest", "--offset", ref, "--set-key-from-guid", check=False) for _ in range(3)
