@@ -7,6 +7,8 @@ Every line of an article's journey carries `guid`, `receipt` and `trace_id`: han
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import json
 import logging
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import pydantic_core
 import structlog
@@ -47,6 +49,74 @@ def _to_json(event_dict: Any, **_: Any) -> str:
         return pydantic_core.to_json(event_dict, fallback=str).decode()
     except (pydantic_core.PydanticSerializationError, ValueError):
         return json.dumps(event_dict, default=repr)
+
+
+def _to_json_bytes(event_dict: Any, **_: Any) -> bytes:
+    """`_to_json` as bytes, for `LineBuffer`: the line goes out as pydantic-core wrote it, no decode and encode."""
+    try:
+        return pydantic_core.to_json(event_dict, fallback=str)
+    except (pydantic_core.PydanticSerializationError, ValueError):
+        return json.dumps(event_dict, default=repr).encode()
+
+
+LOG_FLUSH_SECONDS = 0.1
+"""How long an INFO or DEBUG line may wait in the output buffer before it is written out."""
+
+
+class LineBuffer:
+    """structlog's logger for JSON lines: INFO and DEBUG lines wait in the stream's buffer, up to
+    `LOG_FLUSH_SECONDS`; a WARNING or worse is written out at once, with everything before it.
+
+    A consumer writes a line per record, thousands per second, and flushing each line (structlog's `WriteLogger`)
+    made a write system call per line: a third of what the line cost (15.6 µs against 9.1 µs per line,
+    measured). The lines go into the byte buffer under `sys.stderr`, which the standard library's handler
+    writes through as well, so the libraries' lines and the project's stay in one order. A process killed
+    outright loses at most the last `LOG_FLUSH_SECONDS` of INFO lines; one that exits, however it exits,
+    writes them (`atexit`).
+    """
+
+    __slots__ = ("_flush", "_write")
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._write = stream.write
+        self._flush = stream.flush
+
+    def msg(self, message: bytes) -> None:
+        self._write(message + b"\n")
+
+    def msg_now(self, message: bytes) -> None:
+        self._write(message + b"\n")
+        self._flush()
+
+    log = debug = info = msg
+    warn = warning = fatal = failure = err = error = critical = exception = msg_now
+
+
+_flushers: dict[int, threading.Thread] = {}
+
+
+def _keep_flushing(stream: BinaryIO) -> None:
+    """Write out what waits in `stream`'s buffer every `LOG_FLUSH_SECONDS` (one daemon thread per stream), and
+    at exit."""
+    if id(stream) in _flushers:
+        return
+
+    def flush_forever() -> None:
+        while True:
+            time.sleep(LOG_FLUSH_SECONDS)
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed or gone: nothing left to write to
+                return
+
+    def flush_at_exit() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+
+    thread = threading.Thread(target=flush_forever, name="log-flusher", daemon=True)
+    _flushers[id(stream)] = thread
+    thread.start()
+    atexit.register(flush_at_exit)
 
 
 _CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar("broadsheet_log_context", default=MappingProxyType({}))
@@ -160,6 +230,14 @@ def configure_logging(
         if use_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    stream: BinaryIO | None = getattr(sys.stderr, "buffer", None) if use_json else None
+    own_renderer: Any = renderer
+    logger_factory: Any = structlog.WriteLoggerFactory(file=sys.stderr)
+    if stream is not None:
+        own_renderer = structlog.processors.JSONRenderer(serializer=_to_json_bytes)
+        line_buffer = LineBuffer(stream)
+        logger_factory = lambda *_: line_buffer  # noqa: E731
+        _keep_flushing(stream)
     numeric_level = logging.getLevelName(level.upper())
     # The project's own lines take structlog's fast path (no stdlib LogRecord per line: handlers log one
     # canonical line per record, thousands per second); library lines come through the stdlib formatter
@@ -169,9 +247,9 @@ def configure_logging(
             *shared_processors,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            renderer,
+            own_renderer,
         ],
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=logger_factory,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=True,
     )

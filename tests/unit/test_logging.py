@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,50 @@ def test_messages_formatted_before_logging_do_not_grow_the_limiter_without_bound
         now[0] = n * 0.1
         assert limiter.filter(logging.LogRecord("lib", logging.WARNING, __file__, 1, f"failure {n}", (), None))
     assert len(limiter._kinds) <= RepeatLimiter.MAX_KINDS
+
+
+BUFFERED_SCRIPT = """
+import os, sys, time
+import shared.logging
+shared.logging.LOG_FLUSH_SECONDS = float(sys.argv[1])
+from shared.logging import configure_logging, get_logger
+configure_logging("svc", fmt="json")
+log = get_logger("tests.logging")
+log.info("first")
+if sys.argv[2] == "warn-then-die":
+    log.warning("second")
+    os._exit(0)  # no exit handlers: only what was written out survives
+elif sys.argv[2] == "wait":
+    time.sleep(30)
+"""
+
+
+def run_buffered(flush_seconds: float, mode: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", BUFFERED_SCRIPT, str(flush_seconds), mode],
+        cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
+    )
+    return [json.loads(line)["event"] for line in done.stderr.splitlines() if line.strip()]
+
+
+def test_an_info_line_waits_at_most_the_flush_interval() -> None:
+    """INFO lines are buffered, not lost: a process that keeps running writes them out within the interval."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BUFFERED_SCRIPT, "0.1", "wait"], cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        ready, _, _ = select.select([proc.stderr], [], [], 10)
+        assert ready, "the INFO line was not written while the process ran"
+        assert json.loads(proc.stderr.readline())["event"] == "first"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_warning_writes_out_the_lines_before_it_at_once() -> None:
+    assert run_buffered(60, "warn-then-die") == ["first", "second"]
+
+
+def test_lines_still_buffered_at_exit_are_written() -> None:
+    assert run_buffered(60, "exit") == ["first"]
