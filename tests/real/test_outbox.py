@@ -74,6 +74,44 @@ async def test_an_event_its_topic_would_refuse_is_rejected_before_it_is_sent(inf
         await delete_topic(infra["kafka"], topic)
 
 
+async def test_batches_keep_each_keys_order_and_partition_past_a_full_batch(infra: dict[str, str]) -> None:
+    """Records go out in one aiokafka batch per partition; a full batch (256 KB) goes and the next one opens.
+    Across batches each key keeps its order, and each record lands on the partition the producers' own
+    partitioner gives its key, where a record sent one by one with the same key lands too."""
+    topic = f"test.outbox.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(infra["kafka"], partitions=6, specs=[TopicSpec(topic, "bench")])
+    broker = make_broker(ServiceSettings(kafka_bootstrap_servers=infra["kafka"]), "outbox-test")
+    await broker.start()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=infra["kafka"], auto_offset_reset="earliest")
+    keys = [f"story-{n}" for n in range(4)]
+    try:
+        producer = direct_producer(broker)
+        assert producer is not None
+        for key in keys:  # one by one, through aiokafka's accumulator and `key_partitioner`
+            await (await producer.send(topic, b"alone", key=key.encode()))
+        outbox = Outbox(broker)
+        for n in range(1200):  # 1.2 MB over 4 keys: several full batches per partition
+            await outbox.send(topic, keys[n % 4], f"{n:06d}".encode() + b"." * 1000)
+        await outbox.flush()
+
+        await consumer.start()
+        received = []
+        while len(received) < 1204:
+            for records in (await consumer.getmany(timeout_ms=5000)).values():
+                received.extend(records)
+        assert len(received) == 1204
+        for key in keys:
+            mine = [r for r in received if r.key == key.encode()]
+            assert len({r.partition for r in mine}) == 1, f"{key} spread over partitions"
+            assert mine[0].value == b"alone"
+            numbers = [int(r.value[:6]) for r in mine[1:]]
+            assert numbers == sorted(numbers) and len(numbers) == 300
+    finally:
+        await consumer.stop()
+        await broker.stop()
+        await delete_topic(infra["kafka"], topic)
+
+
 async def delete_topic(bootstrap: str, topic: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
