@@ -42,6 +42,7 @@ __all__ = [
     "collapse_duplicate_blocks",
     "correction_of",
     "event_version",
+    "first_publication_date",
     "make_excerpt",
     "picture_of",
     "plain_text",
@@ -280,6 +281,16 @@ def correction_of(draft: NinjsDraft, *, fallback_time: datetime | None = None) -
     return Correction(note=note, corrected_at=_utc(moment))
 
 
+def first_publication_date(draft: NinjsDraft) -> datetime | None:
+    """When a story first goes public: firstpublished, firstcreated or versioncreated, and never before its
+    embargo (a newsroom stamps firstpublished when it sends the story, not when the embargo lets readers see it;
+    dated earlier, the story would sort below older news and miss the news sitemap's window)."""
+    published = draft.firstpublished or draft.firstcreated or draft.versioncreated
+    if published is not None and draft.embargoed is not None:
+        return max(_utc(published), _utc(draft.embargoed))
+    return published
+
+
 def event_version(draft: NinjsDraft) -> int:
     """The fence every consumer compares: the newsroom's version, else versioncreated in epoch milliseconds.
 
@@ -344,7 +355,7 @@ def build_article(
     missing = _missing_content(headline, body_html, body_text)
     if missing is not None:
         raise UnpublishableDraft(missing[1])
-    published = date_published or draft.firstpublished or draft.firstcreated or draft.versioncreated
+    published = date_published or first_publication_date(draft)
     if published is None:
         raise UnpublishableDraft("the draft carries no date: pass date_published")
     published = _utc(published)

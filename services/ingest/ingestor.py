@@ -18,10 +18,11 @@ from services.ingest.domain import (
     base_slug,
     build_article,
     event_version,
+    first_publication_date,
     section_of,
 )
 from services.ingest.state import IngestStore, StoryState
-from shared.contracts import ArticleKilled, ArticlePublished, ArticleWithdrawn, NinjsDraft
+from shared.contracts import ArticleKilled, ArticlePublished, ArticleWithdrawn, Correction, NinjsDraft
 from shared.kafka import Outbox, Reject
 from shared.logging import get_logger
 
@@ -49,7 +50,7 @@ class Ingestor:
         for draft in drafts:
             if known.get(draft.guid) is not None or draft.evolvedfrom or draft.pubstatus != "usable":
                 continue
-            published = draft.firstpublished or draft.firstcreated or draft.versioncreated
+            published = first_publication_date(draft)
             if published is None:
                 continue
             wanted.setdefault(article_path(section_of(draft).code, published, base_slug(draft)), draft.guid)
@@ -142,6 +143,9 @@ class Ingestor:
         received = float(headers.get("received-at") or now.timestamp())
         claims: dict[str, str] = outbox.scratch.get("claims", {})
         article = await self._publishable(draft, state, datetime.fromtimestamp(received, UTC), claims)
+        if article.correction is None and state.correction:
+            # A correction stays on the page through later updates, until a newer correction replaces it.
+            article = article.model_copy(update={"correction": Correction.model_validate_json(state.correction)})
         await outbox.send(self.articles, draft.guid, article, headers)
         self._remember(
             _with(
@@ -154,6 +158,7 @@ class Ingestor:
                 previous_paths=article.previous_paths,
                 date_published=article.date_published.isoformat(),
                 story_root=article.story_root,
+                correction=article.correction.model_dump_json() if article.correction is not None else "",
             ),
             outbox,
         )
@@ -204,7 +209,7 @@ class Ingestor:
                     story_root=origin.story_root or origin.guid,
                     date_published=datetime.fromisoformat(origin.date_published),
                 )
-        published = draft.firstpublished or draft.firstcreated or draft.versioncreated or first_seen
+        published = first_publication_date(draft) or first_seen
         slug, url_path = await self._claim(section_of(draft).code, published, base_slug(draft), draft.guid, claims)
         return build_article(
             draft,

@@ -111,6 +111,7 @@ class StateRecovery:
             state.previous_paths = list(event.previous_paths)
             state.date_published = event.date_published.isoformat()
             state.story_root = event.story_root
+            state.correction = event.correction.model_dump_json() if event.correction is not None else ""
             held.pop(event.guid, None)
         elif isinstance(event, ArticleKilled):
             state.status = "killed"

@@ -57,6 +57,8 @@ class StoryState:
     previous_paths: list[str] = field(default_factory=list)
     date_published: str = ""
     story_root: str = ""
+    correction: str = ""
+    """The last correction notice shown (a `Correction` as JSON), kept on later versions that bring none."""
 
     def to_fields(self) -> list[Any]:
         """The version, then the other fields as hash field/value pairs (the arguments of SAVE_STATE)."""
@@ -69,6 +71,7 @@ class StoryState:
             "previous_paths", json.dumps(self.previous_paths),
             "date_published", self.date_published,
             "story_root", self.story_root,
+            "correction", self.correction,
         ]
 
     @classmethod
@@ -86,6 +89,7 @@ class StoryState:
             previous_paths=json.loads(f.get("previous_paths") or "[]"),
             date_published=f.get("date_published", ""),
             story_root=f.get("story_root", ""),
+            correction=f.get("correction", ""),
         )
 
 

@@ -206,6 +206,22 @@ async def test_embargo_holds_until_the_instant_across_an_ingest_restart(
     assert await stack.wait_for(visible, timeout=2.0, interval=0.05), "not visible within 2 s of the embargo"
 
 
+async def test_an_embargoed_story_is_dated_when_its_embargo_lifts(
+    stack: ServiceStack, producer: AIOKafkaProducer
+) -> None:
+    """Sent days ahead, with firstpublished stamped then, the story still goes public (and is dated, and filed
+    under its URL's date) at its embargo: readers never see it dated before they could read it."""
+    sent = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    release = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    stamp = sent.strftime("%Y-%m-%dT%H:%M:%SZ")
+    draft = make_draft(published=sent, firstpublished=stamp, embargoed=release.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    draft["versioncreated"] = stamp
+    await post(producer, stack, draft)
+    path, body = await wait_for_version(stack, draft["guid"], 1, timeout=15)
+    assert f"/{release:%Y/%m/%d}/" in path
+    assert f'"datePublished":"{release.isoformat()}"' in body
+
+
 async def test_same_slugline_gets_distinct_urls_and_one_guid_keeps_its_url(
     stack: ServiceStack, producer: AIOKafkaProducer
 ) -> None:
@@ -248,6 +264,17 @@ async def test_correction_shows_a_notice_and_keeps_date_published(
     assert 'class="correction"' in body and "misstated the pay rise" in body
     assert '"datePublished":"2024-03-20T09:30:00+00:00"' in body
     assert '"dateModified":"2024-03-21T10:00:00+00:00"' in body
+
+    # An ordinary update later does not take the notice down: a published correction stays on the record.
+    await post(producer, stack, {**draft, "version": 3, "ednote": "Adds a quote from the union",
+                                 "versioncreated": "2024-03-22T10:00:00Z"})
+    _, updated = await wait_for_version(stack, draft["guid"], 3)
+    assert 'class="correction"' in updated and "misstated the pay rise" in updated
+    # A newer correction replaces it.
+    await post(producer, stack, {**draft, "version": 4, "signal": [{"code": "sig:correction"}],
+                                 "ednote": "Correction: the vote was on Friday.", "versioncreated": "2024-03-23T10:00:00Z"})
+    _, recorrected = await wait_for_version(stack, draft["guid"], 4)
+    assert "the vote was on Friday" in recorrected and "misstated the pay rise" not in recorrected
 
 
 async def test_http_gateway(stack: ServiceStack) -> None:

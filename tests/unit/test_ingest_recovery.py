@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiokafka.structs import ConsumerRecord
 
 from services.ingest.recovery import StateRecovery
 from services.ingest.state import StoryState
-from shared.contracts import ArticleWithdrawn
+from shared.contracts import ArticlePublished, ArticleWithdrawn, Correction, Term
 
 
 def _embargoed(partition: str, offset: str) -> ConsumerRecord[bytes, bytes]:
@@ -31,3 +33,18 @@ def test_an_embargo_whose_draft_cannot_be_located_is_remembered_without_it() -> 
         StateRecovery._apply(_embargoed(partition, offset), states, held)
         assert states["held-story"].status == "embargoed"
         assert held == {}
+
+
+def test_a_correction_is_remembered_from_the_article_event() -> None:
+    """Rebuilt from the log, ingest still carries a story's correction notice onto its next update."""
+    event = ArticlePublished(
+        guid="g-1", version=2, url_path="/news/2024/03/20/harbour", slug="harbour", headline="Harbour reopens",
+        excerpt="", body_html="<p>Harbour reopens.</p>", section=Term(code="news", name="News"),
+        date_published=datetime(2024, 3, 20, tzinfo=UTC), date_modified=datetime(2024, 3, 21, tzinfo=UTC),
+        correction=Correction(note="The vote was on Friday.", corrected_at=datetime(2024, 3, 21, tzinfo=UTC)),
+        story_root="g-1",
+    )
+    record = ConsumerRecord("articles", 0, 8, 0, 0, b"g-1", event.model_dump_json().encode(), None, 0, 0, [])
+    states: dict[str, StoryState] = {}
+    StateRecovery._apply(record, states, {})
+    assert Correction.model_validate_json(states["g-1"].correction) == event.correction

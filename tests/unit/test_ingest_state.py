@@ -12,6 +12,7 @@ def test_story_state_round_trips_through_its_hash_fields() -> None:
         guid="g-1", version=7, status="published", slug="harbour-reopens", slug_source="harbour",
         url_path="/news/2024/03/20/harbour-reopens", previous_paths=["/news/2024/03/20/harbour"],
         date_published="2024-03-20T09:30:00+00:00", story_root="g-0",
+        correction='{"note":"The vote was on Friday.","corrected_at":"2024-03-21T10:00:00Z"}',
     )
     version, *pairs = state.to_fields()
     fields = {str(k).encode(): str(v).encode() for k, v in zip(pairs[::2], pairs[1::2], strict=True)}
