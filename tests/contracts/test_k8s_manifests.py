@@ -17,19 +17,24 @@ import inspect
 import json
 import os
 import re
+import shutil
+import string
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from shared.asyncapi import ACCESS as CODE_ACCESS
 from shared.settings import ServiceSettings
 from shared.topics import TOPICS
 from tests.support.metrics import exported_series
+from tests.support.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -515,3 +520,41 @@ def test_grafana_dashboard_reads_the_services_metrics() -> None:
     for panel in panels:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_redis_starts_on_the_rendered_acl_file_and_each_user_reaches_only_its_prefix(tmp_path) -> None:
+    """The operator's recipe (envsubst into the Secret) gives a file a real Redis loads: Redis aborts at
+    start-up on any line of an ACL file that is not a user, comments included."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (deploy/local/redis.sh installs it)")
+    template = (ROOT / "deploy/k8s/base/redis/users.acl.template").read_text()
+    passwords = {f"{service.upper()}_REDIS_PASSWORD": f"pw-{service}" for service in REDIS_KEYS}
+    (tmp_path / "users.acl").write_text(string.Template(template).substitute(passwords))
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), "--aclfile", str(tmp_path / "users.acl")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        client = None
+        for _ in range(100):
+            if proc.poll() is not None:
+                output = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"Redis refused the ACL file:\n{output[-2000:]}")
+            try:
+                client = redis.Redis(port=port, username="ingest", password="pw-ingest")
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        assert client is not None
+        client.set("bs:ingest:probe", "1")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.set("bs:pub:probe", "1")
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=port).ping()  # the default user is off
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
