@@ -115,7 +115,9 @@ def policy_from(settings: CommentsSettings) -> ModerationPolicy:
     return ModerationPolicy(
         banned_words=settings.word_list(settings.comments_banned_words),
         suspect_words=settings.word_list(settings.comments_suspect_words),
-        comments_close_after=timedelta(days=settings.comments_close_after_days),
+        comments_close_after=(
+            timedelta(days=settings.comments_close_after_days) if settings.comments_close_after_days > 0 else None
+        ),
         flood_window=timedelta(seconds=settings.comments_flood_seconds),
         max_links=settings.comments_max_links,
         hold_first_time_commenters=settings.comments_hold_first_time,

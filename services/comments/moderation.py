@@ -102,7 +102,8 @@ class ModerationPolicy:
 
     banned_words: tuple[str, ...] = ()
     suspect_words: tuple[str, ...] = ()
-    comments_close_after: timedelta = timedelta(days=14)
+    comments_close_after: timedelta | None = timedelta(days=14)
+    """None: comments never close by age (`COMMENTS_CLOSE_AFTER_DAYS=0`, as the publisher reads it too)."""
     flood_window: timedelta = timedelta(seconds=15)
     max_links: int = 2
     hold_first_time_commenters: bool = True
@@ -210,7 +211,7 @@ def _article_problem(
     if article.killed:
         return Decision("rejected", ("article_killed",), 410)
     closes_at = [_aware(article.closed_at)] if article.closed_at is not None else []
-    if article.published_at is not None:
+    if article.published_at is not None and policy.comments_close_after is not None:
         closes_at.append(_aware(article.published_at) + policy.comments_close_after)
     if closes_at and at >= min(closes_at):
         return Decision("rejected", ("comments_closed",), 403)

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from services.comments.config import CommentsSettings
+from services.comments.handlers import policy_from
 from services.comments.moderation import (
     _LINK_RE,
     NEAR_KEY_PREFIX,
@@ -124,6 +126,14 @@ def test_comments_close_after_fourteen_days() -> None:
     assert decide(ctx=old) == Decision("rejected", ("comments_closed",), 403)
     still_open = context(article=ArticleState(published_at=NOW - timedelta(days=13, hours=23)))
     assert decide(ctx=still_open).status == "approved"
+
+
+def test_zero_days_means_comments_never_close_by_age() -> None:
+    """COMMENTS_CLOSE_AFTER_DAYS=0 is "never" in both services: the publisher shows the form, so the pipeline
+    must not then reject every comment as closed."""
+    never = policy_from(CommentsSettings(comments_close_after_days=0)).comments_close_after
+    old = context(article=ArticleState(published_at=NOW - timedelta(days=3650)))
+    assert decide(ctx=old, comments_close_after=never).status == "approved"
 
 
 def test_explicitly_closed_article_is_rejected() -> None:
