@@ -40,7 +40,16 @@ from shared.contracts import (
     RelatedLink,
     RelatedLinksUpdated,
 )
-from shared.kafka import BatchRunner, Outbox, drop_lag, group_id, partition_for, topic_name, topic_partitions
+from shared.kafka import (
+    BatchRunner,
+    Outbox,
+    drop_lag,
+    group_id,
+    partition_for,
+    static_members_leave_on_close,
+    topic_name,
+    topic_partitions,
+)
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, HANDLER_SECONDS, MESSAGES, labelled
 from shared.service import cancel_and_wait
@@ -137,6 +146,15 @@ class RelatedWorker:
     def partition_of(self, guid: str) -> int:
         return partition_for(guid.encode(), self.partitions)
 
+    def membership(self) -> dict[str, str]:
+        """Static group membership under a stable `INSTANCE_ID` (the pod name), as the other services have it: a
+        replica that crashes and comes back takes its partitions straight back instead of the group waiting out
+        the session timeout; one that stops cleanly still leaves at once."""
+        if not self.settings.instance_id:
+            return {}
+        static_members_leave_on_close()
+        return {"group_instance_id": f"{group_id(self.settings, SERVICE)}-{self.settings.instance_id}-members"}
+
     async def start(self) -> None:
         options = client_options(self.settings)
         self.archive = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
@@ -144,7 +162,7 @@ class RelatedWorker:
         self.published = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **options)
         self.members = AIOKafkaConsumer(
             group_id=group_id(self.settings, SERVICE), enable_auto_commit=False, auto_offset_reset="latest",
-            session_timeout_ms=20_000, max_poll_interval_ms=300_000, **options,
+            session_timeout_ms=20_000, max_poll_interval_ms=300_000, **options, **self.membership(),
         )
         self._consumers = [self.archive, self.published, self.members]
         for consumer in self._consumers:

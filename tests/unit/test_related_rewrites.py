@@ -115,3 +115,11 @@ async def test_loading_the_archive_leaves_out_a_story_a_rewrite_took_over() -> N
         assert origin.guid not in w.engine and rewrite.guid in w.engine
         assert origin.guid not in linked(w)
         assert origin.guid in w.superseded  # and a later event about it keeps it out, as live
+
+
+def test_the_group_member_is_static_under_an_instance_id() -> None:
+    """INSTANCE_ID (the pod name) makes related's group membership static, as it does every other consumer's."""
+    runner = SimpleNamespace(backoff_seconds=0.01, max_backoff_seconds=0.02)
+    pod = RelatedWorker(RelatedSettings(instance_id="related-7f9c"), broker=None, runner=runner)  # type: ignore[arg-type]
+    assert pod.membership() == {"group_instance_id": "broadsheet-related-related-7f9c-members"}
+    assert RelatedWorker(RelatedSettings(), broker=None, runner=runner).membership() == {}  # type: ignore[arg-type]
