@@ -66,10 +66,29 @@ _SLUG: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _LANGUAGE_TAG: Final = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*")
 _BYLINE_PREFIX: Final = re.compile(r"^\s*by\s+", re.IGNORECASE)
 _BYLINE_SEPARATORS: Final = re.compile(r"\s*(?:,|&|\band\b)\s*", re.IGNORECASE)
+_BYLINE_PLACE: Final = re.compile(r"\s+(?:in|at)\s+\S.*$")
+# Words of job titles and desks in bylines ("Political Editor", "Senior Correspondent", "Staff and agencies"):
+# a fragment holding one is a role, not a person. Leading ones are titles before a name ("Editor Jane Doe").
+_BYLINE_TITLE_WORDS: Final = frozenset(
+    {
+        "editor", "editors", "correspondent", "correspondents", "reporter", "reporters", "writer", "writers",
+        "staff", "chief", "political", "senior", "deputy", "associate", "contributing", "contributor",
+        "columnist", "journalist", "producer", "photographer", "analyst", "bureau", "desk", "agencies",
+        "agency", "foreign", "diplomatic", "economics", "our",
+    }
+)  # fmt: skip
 _CORRECTION_PREFIX: Final = re.compile(r"^\s*correction\s*[:\-–—]\s*", re.IGNORECASE)
 _PICTURE_TYPES: Final = frozenset({"picture", "image", "graphic"})
-# Superdesk's rendition names, best first: used only to break ties between equally large renditions.
+# Superdesk's rendition names, best first: ranks renditions without sizes, and breaks ties between equal ones.
 _RENDITION_PREFERENCE: Final = ("original", "baseImage", "viewImage", "16-9", "4-3", "thumbnail")
+# What every browser shows in an <img>. SVG is left out: it can carry script, and a photo is never one.
+_WEB_IMAGE_TYPES: Final = frozenset(
+    {"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/gif", "image/webp", "image/avif"}
+)
+# A lead picture wider than this is a download of megabytes for no visible gain; narrower than the minimum it is
+# a thumbnail, blurred when shown at the width of the article.
+_WEB_MAX_WIDTH: Final = 2000
+_WEB_MIN_WIDTH: Final = 400
 
 
 class UnpublishableDraft(ValueError):
@@ -168,12 +187,19 @@ def _section(services: tuple[tuple[str | None, str | None], ...]) -> Term:
 
 
 def tags_of(draft: NinjsDraft) -> list[Term]:
-    """Subjects (by name) then keywords, first spelling kept.
+    """Subjects (by name), keywords, then places (by name), first spelling kept.
+
+    Places are tags because a reader following "Kharkiv" wants every story from there, and related links use
+    them as a signal. Genres ("Analysis") are left out: they say what kind of piece it is, not what it is about.
 
     Two tags whose codes would collide ("NATO", "Nato", "N.A.T.O") are the same tag page, so the slug code is
     the identity and duplicates are dropped in order. Subjects without a name (bare IPTC numbers) are not shown.
     """
-    names = [subject.name for subject in draft.subject if subject.name] + list(draft.keywords)
+    names = [
+        *(subject.name for subject in draft.subject if subject.name),
+        *draft.keywords,
+        *(place.name for place in draft.place if place.name),
+    ]
     tags: list[Term] = []
     seen: set[str] = set()
     for raw_name in names:
@@ -198,8 +224,20 @@ def _safe_url(url: str | None) -> str | None:
 
 
 def _authors_from_byline(byline: str) -> list[str]:
+    """The people in "By Jane Doe, Political Editor, and Ahmed Ali in Cairo": Jane Doe and Ahmed Ali.
+
+    Each author gets a page, so a fragment that is a title ("Political Editor") is dropped and a dateline
+    (" in Cairo") is cut off; a title before a name ("Senior Reporter Jane Doe") is cut off too.
+    """
     text = _BYLINE_PREFIX.sub("", sanitize_text(byline))
-    return [name for name in (part.strip() for part in _BYLINE_SEPARATORS.split(text)) if name]
+    names: list[str] = []
+    for part in _BYLINE_SEPARATORS.split(text):
+        words = _BYLINE_PLACE.sub("", part.strip()).split()
+        titles = [word.strip(".:;()").lower() in _BYLINE_TITLE_WORDS for word in words]
+        first = titles.index(False) if False in titles else len(words)
+        if first < len(words) and not any(titles[first:]):
+            names.append(" ".join(words[first:]))
+    return names
 
 
 def authors_of(draft: NinjsDraft) -> list[Author]:
@@ -231,11 +269,30 @@ def authors_of(draft: NinjsDraft) -> list[Author]:
     return authors
 
 
-def _rendition_rank(item: tuple[str, NinjsRendition]) -> tuple[int, int, str]:
+def _is_web_image(rendition: NinjsRendition) -> bool:
+    """`mimetype` is optional in ninjs: a rendition without one is kept, as it always was."""
+    if not rendition.mimetype:
+        return True
+    return rendition.mimetype.split(";", 1)[0].strip().lower() in _WEB_IMAGE_TYPES
+
+
+def _rendition_rank(item: tuple[str, NinjsRendition]) -> tuple[int, int, int, str]:
+    """Best first: the largest web-sized rendition; then, by name, those without a width (an unsized original
+    is likelier the full picture than a thumbnail is); then the least oversized; then thumbnails, largest first.
+
+    A known thumbnail must not beat an original of unknown size only because its size is known, and a
+    6000-pixel original must not beat a 1280-pixel rendition made for the web.
+    """
     name, rendition = item
-    area = (rendition.width or 0) * (rendition.height or 0)
+    width, height = _positive(rendition.width), _positive(rendition.height)
     preference = _RENDITION_PREFERENCE.index(name) if name in _RENDITION_PREFERENCE else len(_RENDITION_PREFERENCE)
-    return (-area, preference, name)
+    if width is None:
+        thumbnail = "thumb" in name.lower()
+        return (3 if thumbnail else 1, 0, preference, name)
+    area = width * (height or 0)
+    if width > _WEB_MAX_WIDTH:
+        return (2, area, preference, name)
+    return (0 if width >= _WEB_MIN_WIDTH else 3, -area, preference, name)
 
 
 def _positive(value: int | None) -> int | None:
@@ -243,15 +300,17 @@ def _positive(value: int | None) -> int | None:
 
 
 def picture_of(draft: NinjsDraft) -> Picture | None:
-    """The lead picture: the largest rendition of `associations.featuremedia` that has a usable URL.
+    """The lead picture: the best rendition of `associations.featuremedia` (see `_rendition_rank`) that has a
+    usable URL and is an image type browsers show (a TIFF original is for print).
 
     Caption comes from `description_text`; alt text from `body_text`, else the caption, because a picture
-    without alt text is invisible to screen readers.
+    without alt text is invisible to screen readers. The credit is the association's `byline` ("Photo: Jane
+    Doe/Agency"): agency pictures are licensed on condition that the credit is shown.
     """
     media: NinjsAssociation | None = draft.associations.get("featuremedia")
     if media is None or (media.type is not None and media.type.lower() not in _PICTURE_TYPES):
         return None
-    usable = [(name, r) for name, r in media.renditions.items() if _safe_url(r.href)]
+    usable = [(name, r) for name, r in media.renditions.items() if _safe_url(r.href) and _is_web_image(r)]
     if not usable:
         return None
     _, best = min(usable, key=_rendition_rank)
@@ -263,6 +322,7 @@ def picture_of(draft: NinjsDraft) -> Picture | None:
         height=_positive(best.height),
         caption=caption,
         alt=alt,
+        credit=sanitize_text(media.byline or "") or None,
     )
 
 

@@ -13,6 +13,7 @@ import html
 import itertools
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Final
@@ -102,6 +103,22 @@ _FIGURE_TAGS: Final[frozenset[str]] = frozenset({"figure", "figcaption", "table"
 _FIGURE_OPENERS: Final = tuple(f"<{tag}" for tag in sorted(_FIGURE_TAGS))
 _TRAILING_PUNCTUATION: Final = ".,;:-–—([{\"'“‘/"
 _WORD_CHARACTER: Final = re.compile(r"\w")
+# Scripts written without spaces between words, so that a whitespace token is a phrase or a paragraph: Han
+# (with 々〆〇), hiragana, katakana (not its middle dot, which is punctuation) and halfwidth katakana; and the
+# Southeast Asian scripts Thai, Lao, Myanmar and Khmer. Korean is not among them: Hangul is written with spaces.
+_IDEOGRAPHIC: Final = re.compile(
+    "[\u3005-\u3007\u3041-\u309f\u30a0-\u30fa\u30fc-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003ffff]"
+)
+_SOUTHEAST_ASIAN: Final = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff]")
+_WITHOUT_SPACES: Final = re.compile(f"{_IDEOGRAPHIC.pattern}|{_SOUTHEAST_ASIAN.pattern}")
+# Every byte but the UTF-8 lead bytes of U+0800-U+1FFF, U+3000-U+9FFF, U+F000-U+FFFF and U+10000-U+3FFFF: those
+# start every character above, and some others (Devanagari, Vietnamese, emoji) that the search then rules out.
+_NOT_LEAD_BYTES_WITHOUT_SPACES: Final = bytes(
+    c for c in range(256) if c not in b"\xe0\xe1\xe3\xe4\xe5\xe6\xe7\xe8\xe9\xef\xf0"
+)
+_SENTENCE_ENDS: Final = "。！？!?"
+_TRAILING_PUNCTUATION_WITHOUT_SPACES: Final = "。、，．；：・「『（【〈《〔"
 # For counting words in ASCII text as bytes: str.split also splits on the separators \x1c-\x1f, bytes.split not.
 _ASCII_SEPARATORS: Final = bytes.maketrans(bytes(range(0x1C, 0x20)), b" " * 4)
 _ASCII_NOT_WORD: Final = bytes(
@@ -362,15 +379,59 @@ def plain_text(markup: str, *, skip_figures: bool = False) -> str:
     return "\n\n".join(_text_blocks(markup, skip_figures=skip_figures))
 
 
-def make_excerpt(text: str, max_words: int = 55) -> str:
-    """The first `max_words` words, cut between words and ending with "…" when anything was left out."""
+def make_excerpt(text: str, max_words: int = 55, max_characters: int = 180) -> str:
+    """The first `max_words` words, cut between words and ending with "…" when anything was left out.
+
+    Chinese, Japanese or Thai is written without spaces, so a "word" found by splitting is a whole phrase or
+    paragraph and the word limit alone would keep almost all of the body. In a token holding such characters,
+    `max_characters` characters stand for the `max_words` words (about as long on a listing, in a feed or a
+    meta description as an English excerpt), and the token is cut at its last sentence end if that keeps at
+    least half of what fits, else between two characters (never before a vowel sign or tone mark).
+    """
     if max_words < 1:
         raise ValueError("max_words must be at least 1")
+    if max_characters < 1:
+        raise ValueError("max_characters must be at least 1")
     words = text.split(maxsplit=max_words)  # the rest of the text stays one piece: only its presence matters
+    head = " ".join(words[:max_words])
+    if not head.isascii() and _WITHOUT_SPACES.search(head):
+        return _excerpt_without_spaces(words[:max_words], len(words) > max_words, max_words, max_characters)
     if len(words) <= max_words:
-        return " ".join(words)
-    kept = " ".join(words[:max_words]).rstrip(_TRAILING_PUNCTUATION + " ")
+        return head
+    kept = head.rstrip(_TRAILING_PUNCTUATION + " ")
     return f"{kept}…" if kept else "…"
+
+
+def _excerpt_without_spaces(tokens: list[str], cut: bool, max_words: int, max_characters: int) -> str:
+    """Budget counted in integers, so the same text always gives the same excerpt: a word costs
+    `max_characters`, a character of a token written without spaces costs `max_words`, a token at least a word."""
+    budget = max_words * max_characters
+    kept: list[str] = []
+    for token in tokens:
+        without_spaces = _WITHOUT_SPACES.search(token) is not None
+        cost = max(max_characters, len(token) * max_words) if without_spaces else max_characters
+        if cost <= budget:
+            kept.append(token)
+            budget -= cost
+            continue
+        cut = True
+        room = budget // max_words
+        if without_spaces and room < len(token):
+            kept.append(_cut_between_characters(token, room))
+        break
+    excerpt = " ".join(kept)
+    if not cut:
+        return excerpt
+    kept_text = excerpt.rstrip(_TRAILING_PUNCTUATION + _TRAILING_PUNCTUATION_WITHOUT_SPACES + " ")
+    return f"{kept_text}…" if kept_text else "…"
+
+
+def _cut_between_characters(token: str, room: int) -> str:
+    while room > 0 and unicodedata.category(token[room]).startswith("M"):
+        room -= 1  # a mark left at the cut would lose its letter
+    head = token[:room]
+    sentence_end = max(head.rfind(mark) for mark in _SENTENCE_ENDS) + 1
+    return head[:sentence_end] if sentence_end and 2 * sentence_end >= len(head) else head
 
 
 def word_count(text: str) -> int:
@@ -383,12 +444,18 @@ def word_count(text: str) -> int:
     a string per token. What is left to judge is the few runs of non-ASCII characters: a run that is a whole
     token and holds no word character ("—") is not a word. A run holding a separator that bytes do not split on
     (a no-break space) sends the text to the plain token-by-token count.
+
+    Text in scripts written without spaces is counted apart (`_word_count_without_spaces`). Only non-ASCII text
+    looks for them, and first in the bytes already at hand: a text none of whose UTF-8 lead bytes can start such
+    a character (English with curly quotes and dashes) skips the slower search of the string.
     """
     kept = text.encode("utf-8", "surrogatepass").translate(_ASCII_SEPARATORS, _ASCII_NOT_WORD)
     shape = b" " + kept.translate(_SHAPE) + b" "
     count = shape.count(b" x") + shape.count(b" u")
     if text.isascii():
         return count
+    if kept.translate(None, _NOT_LEAD_BYTES_WITHOUT_SPACES) and _WITHOUT_SPACES.search(text):
+        return _word_count_without_spaces(text)
     run = shape.find(b"u")
     while run != -1:
         stop = run + 1
@@ -403,6 +470,21 @@ def word_count(text: str) -> int:
             count -= 1
         run = shape.find(b"u", stop)
     return count
+
+
+def _word_count_without_spaces(text: str) -> int:
+    """Words of the spaced parts as usual, plus the characters of scripts written without spaces at a rate.
+
+    A Chinese or Japanese word is about two characters, so two ideographs or kana count as one word: at the
+    230 words a minute of `reading_minutes` that is about 460 characters a minute, within the 400 to 600 that
+    native readers manage. A Thai, Lao, Myanmar or Khmer word is a few syllables, each a consonant with its
+    vowel signs and tone marks as code points of their own: about four code points count as one word. Counted
+    in quarter words and rounded up once, so a lone ideograph is still a word.
+    """
+    ideographic = len(_IDEOGRAPHIC.findall(text))
+    southeast_asian = len(_SOUTHEAST_ASIAN.findall(text))
+    spaced = word_count(_WITHOUT_SPACES.sub(" ", text))
+    return spaced + -(-(2 * ideographic + southeast_asian) // 4)
 
 
 def reading_minutes(words: int, wpm: int = 230) -> int:

@@ -36,6 +36,7 @@ class Picture(EventModel):
     height: int | None = None
     caption: str | None = None
     alt: str = ""
+    credit: str | None = None
 
 
 class Correction(EventModel):

@@ -274,6 +274,20 @@ def test_tags_come_from_subjects_then_keywords_deduplicated() -> None:
     ]
 
 
+def test_places_are_tags_after_subjects_and_keywords() -> None:
+    draft = _draft(
+        subject=[{"name": "Politics"}],
+        keywords=["Kyiv"],
+        place=[{"code": "UA", "name": "Ukraine"}, {"name": "kyiv"}, {"code": "XX"}],
+        genre=[{"code": "analysis", "name": "Analysis"}],
+    )
+    assert tags_of(draft) == [
+        Term(code="politics", name="Politics"),
+        Term(code="kyiv", name="Kyiv"),
+        Term(code="ukraine", name="Ukraine"),
+    ]
+
+
 # Authors --------------------------------------------------------------------------------------------------
 
 
@@ -288,6 +302,29 @@ def test_authors_from_byline() -> None:
 def test_authors_from_byline_with_commas_and_ampersand() -> None:
     draft = _draft(byline="by Ann Lee, Bo Chan & Cy Diaz and Ann Lee")
     assert [a.slug for a in authors_of(draft)] == ["ann-lee", "bo-chan", "cy-diaz"]
+
+
+def test_titles_and_places_in_a_byline_are_not_authors() -> None:
+    draft = _draft(byline="By Jane Doe, Political Editor, and Ahmed Ali in Cairo")
+    assert authors_of(draft) == [
+        Author(name="Jane Doe", slug="jane-doe"),
+        Author(name="Ahmed Ali", slug="ahmed-ali"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("byline", "names"),
+    [
+        ("By Senior Reporter Jane Doe", ["Jane Doe"]),
+        ("Jane Doe & Ahmed Ali", ["Jane Doe", "Ahmed Ali"]),
+        ("By Jane Doe in London and Ahmed Ali at the UN", ["Jane Doe", "Ahmed Ali"]),
+        ("Jane Doe, Chief Political Correspondent", ["Jane Doe"]),
+        ("By our Foreign Staff", []),
+        ("Guardian staff and agencies", []),
+    ],
+)
+def test_byline_fallback_keeps_only_names(byline: str, names: list[str]) -> None:
+    assert [author.name for author in authors_of(_draft(byline=byline))] == names
 
 
 def test_authors_list_wins_over_byline_and_is_sanitized() -> None:
@@ -377,6 +414,70 @@ def test_picture_skips_unsafe_urls_and_non_pictures() -> None:
     assert picture_of(_with_picture(type="video", renditions={"original": {"href": "https://v.example/a.mp4"}})) is None
     assert picture_of(_draft(associations={"featuremedia": None})) is None
     assert picture_of(_draft()) is None
+
+
+def test_picture_credit_is_the_sanitized_featuremedia_byline() -> None:
+    draft = _with_picture(
+        byline="Photo: <b>John Smith</b>/Agency",
+        renditions={"original": {"href": "https://i.example/o.jpg"}},
+    )
+    picture = picture_of(draft)
+    assert picture is not None
+    assert picture.credit == "Photo: John Smith/Agency"
+    no_credit = picture_of(_with_picture(byline=" ", renditions={"original": {"href": "https://i.example/o.jpg"}}))
+    assert no_credit is not None
+    assert no_credit.credit is None
+
+
+def test_picture_prefers_an_original_of_unknown_size_to_a_thumbnail() -> None:
+    draft = _with_picture(
+        renditions={
+            "thumbnail": {"href": "https://i.example/t.jpg", "width": 200, "height": 150},
+            "original": {"href": "https://i.example/o.jpg"},
+        }
+    )
+    picture = picture_of(draft)
+    assert picture is not None
+    assert (picture.href, picture.width, picture.height) == ("https://i.example/o.jpg", None, None)
+
+
+def test_picture_skips_images_browsers_cannot_show() -> None:
+    draft = _with_picture(
+        renditions={
+            "original": {"href": "https://i.example/o.tif", "width": 6000, "height": 4000, "mimetype": "image/tiff"},
+            "vector": {"href": "https://i.example/v.svg", "width": 1600, "height": 900, "mimetype": "image/svg+xml"},
+            "viewImage": {"href": "https://i.example/v.jpg", "width": 1280, "height": 853, "mimetype": "image/jpeg"},
+            "thumbnail": {"href": "https://i.example/t.jpg", "width": 200, "height": 133, "mimetype": "IMAGE/JPEG"},
+        }
+    )
+    picture = picture_of(draft)
+    assert picture is not None
+    assert picture.href == "https://i.example/v.jpg"
+    only_tiff = _with_picture(renditions={"original": {"href": "https://i.example/o.tif", "mimetype": "image/tiff"}})
+    assert picture_of(only_tiff) is None
+
+
+def test_picture_prefers_a_web_sized_rendition_to_a_huge_original() -> None:
+    draft = _with_picture(
+        renditions={
+            "original": {"href": "https://i.example/o.jpg", "width": 6000, "height": 4000, "mimetype": "image/jpeg"},
+            "baseImage": {"href": "https://i.example/b.jpg", "width": 1280, "height": 853},
+            "viewImage": {"href": "https://i.example/v.jpg", "width": 640, "height": 427},
+        }
+    )
+    picture = picture_of(draft)
+    assert picture is not None
+    assert (picture.href, picture.width) == ("https://i.example/b.jpg", 1280)
+    oversized_only = _with_picture(
+        renditions={
+            "original": {"href": "https://i.example/o.jpg", "width": 6000, "height": 4000},
+            "large": {"href": "https://i.example/l.jpg", "width": 3000, "height": 2000},
+            "thumbnail": {"href": "https://i.example/t.jpg", "width": 200, "height": 133},
+        }
+    )
+    picture = picture_of(oversized_only)
+    assert picture is not None
+    assert picture.href == "https://i.example/l.jpg"
 
 
 # Corrections, versions, build -----------------------------------------------------------------------------
@@ -479,6 +580,19 @@ def test_description_text_wins_over_body_for_the_excerpt() -> None:
 def test_excerpt_from_body_skips_leading_captions() -> None:
     draft = _draft(body_html="<figure><img src='a.jpg'><figcaption>Photo: agency</figcaption></figure><p>Story.</p>")
     assert _build(draft).excerpt == "Story."
+
+
+def test_japanese_article_gets_a_short_excerpt_and_a_plausible_reading_time() -> None:
+    """A Japanese paragraph is one whitespace "word": the excerpt was the whole body, the count its paragraphs."""
+    first = "東京都は二十日、首都直下地震に備えた新しい防災計画を発表した。"
+    paragraph = first + "避難所の数を増やし、食料や水の備蓄を強化する。"
+    body = "".join(f"<p>{paragraph}（{i}）</p>" for i in range(90))  # 5,388 characters; no two paragraphs alike
+    draft = _draft(language="ja", body_html=body)
+    article = _build(draft)
+    assert article.excerpt.endswith("…")
+    assert len(article.excerpt) <= 190  # 180 characters, the spaces between paragraphs and the ellipsis
+    assert 2000 <= article.word_count <= 2500
+    assert 8 <= article.reading_minutes <= 12
 
 
 def test_headline_that_sanitizes_to_nothing_is_unpublishable() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import re
 import sys
 from html.parser import HTMLParser
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 
 from services.ingest.sanitize import (
     _CONTROLS,
+    _IDEOGRAPHIC,
+    _SOUTHEAST_ASIAN,
     EXTERNAL_LINK_REL,
     _collapse_scanned,
     _collapse_whitespace,
@@ -403,7 +406,11 @@ def test_word_count_ignores_lone_punctuation() -> None:
 
 
 def _word_count_by_token(text: str) -> int:
-    return sum(1 for token in text.split() if re.search(r"\w", token))
+    """Tokens holding a letter or digit, once the characters of scripts written without spaces are taken out of
+    them; those count two ideographs or kana, or four Thai, Lao, Myanmar or Khmer code points, a word."""
+    quarters = 2 * len(_IDEOGRAPHIC.findall(text)) + len(_SOUTHEAST_ASIAN.findall(text))
+    spaced = _SOUTHEAST_ASIAN.sub(" ", _IDEOGRAPHIC.sub(" ", text))
+    return sum(1 for token in spaced.split() if re.search(r"\w", token)) + math.ceil(quarters / 4)
 
 
 @settings(max_examples=400)
@@ -423,6 +430,56 @@ def test_word_count_judges_non_ascii_runs_like_the_token_definition(text: str) -
 def test_word_count_of_non_ascii_text() -> None:
     assert word_count("Russia’s war — a “long” one, £5bn… 日本 é") == 8
     assert word_count("a\xa0—\xa0b") == 2  # no-break spaces separate words as str.split does
+
+
+# A Japanese news paragraph: 96 characters (88 of them kanji or kana), four sentences, no spaces.
+_JAPANESE = (
+    "東京都は二十日、首都直下地震に備えた新しい防災計画を発表した。"
+    "避難所の数を増やし、食料や水の備蓄を強化する。"
+    "都の担当者は「住民の安全を最優先に考えた」と話している。"
+    "計画は来年度から実施される。"
+)
+
+
+def test_japanese_excerpt_is_cut_by_characters_at_a_sentence_end() -> None:
+    """A Japanese paragraph has no spaces: the 55-word limit alone kept the whole body as the excerpt."""
+    body = "\n\n".join([_JAPANESE] * 30)  # 2,938 characters
+    excerpt = make_excerpt(body)
+    # 180 characters: the first paragraph (96), then 84 of the second, cut back to its third sentence end.
+    assert excerpt == _JAPANESE + " " + _JAPANESE[:81] + "…"
+    assert _JAPANESE[81] == "。"
+
+
+def test_text_without_spaces_or_sentence_ends_is_cut_between_characters() -> None:
+    text = "中华人民共和国国务院新闻办公室" * 50
+    assert make_excerpt(text) == text[:180] + "…"
+    assert make_excerpt(text, max_words=10, max_characters=20) == text[:20] + "…"
+
+
+def test_thai_excerpt_never_parts_a_vowel_sign_from_its_letter() -> None:
+    text = "กี" * 200  # a consonant and its vowel sign, 400 code points without a space
+    excerpt = make_excerpt(text, max_characters=181)
+    assert excerpt == text[:180] + "…"
+
+
+def test_short_japanese_text_is_its_own_excerpt() -> None:
+    assert make_excerpt(_JAPANESE) == _JAPANESE
+    assert make_excerpt("Apple の新型 iPhone が発売された。") == "Apple の新型 iPhone が発売された。"
+
+
+def test_excerpt_needs_a_positive_character_limit() -> None:
+    with pytest.raises(ValueError, match="max_characters"):
+        make_excerpt("x", max_characters=0)
+
+
+def test_japanese_words_and_reading_time_are_counted_by_characters() -> None:
+    """A 5,000-character article counted as 55 "words" (its paragraphs) and read in one minute."""
+    body = "\n\n".join([_JAPANESE] * 55)  # 5,388 characters, 4,840 of them kanji or kana
+    words = word_count(body)
+    assert words == 2420
+    assert reading_minutes(words) == 11  # 490 characters a minute
+    assert word_count("2024年に東京で") == 1 + 3  # the number, then five characters at two a word, rounded up
+    assert word_count("กรุงเทพมหานคร") == 4  # 13 Thai code points at four a word, rounded up
 
 
 def test_word_count_of_ascii_counts_separators_and_underscores_like_str_split() -> None:
