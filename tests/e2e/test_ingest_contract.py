@@ -272,7 +272,8 @@ async def test_correction_shows_a_notice_and_keeps_date_published(
     assert 'class="correction"' in updated and "misstated the pay rise" in updated
     # A newer correction replaces it.
     await post(producer, stack, {**draft, "version": 4, "signal": [{"code": "sig:correction"}],
-                                 "ednote": "Correction: the vote was on Friday.", "versioncreated": "2024-03-23T10:00:00Z"})
+                                 "ednote": "Correction: the vote was on Friday.",
+                                 "versioncreated": "2024-03-23T10:00:00Z"})
     _, recorrected = await wait_for_version(stack, draft["guid"], 4)
     assert "the vote was on Friday" in recorrected and "misstated the pay rise" not in recorrected
 
