@@ -113,6 +113,8 @@ class Route:
     pattern: re.Pattern[str]
     handler: RouteHandler
     name: str
+    too_large: Callable[[Request], Response] | None = None
+    """The answer to a body over the router's limit, when JSON is not what its clients read (an HTML form)."""
 
 
 class Router:
@@ -124,9 +126,17 @@ class Router:
         self.routes: list[Route] = []
         self.fallback: RouteHandler | None = None
 
-    def add(self, methods: Iterable[str], path: str, handler: RouteHandler, name: str | None = None) -> None:
+    def add(
+        self,
+        methods: Iterable[str],
+        path: str,
+        handler: RouteHandler,
+        name: str | None = None,
+        *,
+        too_large: Callable[[Request], Response] | None = None,
+    ) -> None:
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"
-        self.routes.append(Route(frozenset(methods), re.compile(regex), handler, name or path))
+        self.routes.append(Route(frozenset(methods), re.compile(regex), handler, name or path, too_large))
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         path_matched = False
@@ -160,7 +170,10 @@ class Router:
             else:
                 response = problem(404, "not found")
         except BodyTooLarge:
-            response = problem(413, f"request body over {self.max_body_bytes} bytes")
+            if route is not None and route.too_large is not None:
+                response = route.too_large(request)
+            else:
+                response = problem(413, f"request body over {self.max_body_bytes} bytes")
         except Exception:
             from shared.logging import get_logger
 

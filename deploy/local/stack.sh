@@ -14,6 +14,9 @@ SERVICES=(ingest related comments publisher)
 declare -A PORTS=([publisher]="${PUBLISHER_HTTP_PORT:-8080}" [ingest]="${INGEST_HTTP_PORT:-8081}" \
                   [comments]="${COMMENTS_HTTP_PORT:-8082}" [related]="${RELATED_HTTP_PORT:-8083}")
 export LOG_FORMAT="${LOG_FORMAT:-json}"
+# The sample stories date from 2024, past any comment window: on this local stack comments never close, so the
+# demo's "Leave a Reply" form takes comments. Deployments keep the 14-day default.
+export COMMENTS_CLOSE_AFTER_DAYS="${COMMENTS_CLOSE_AFTER_DAYS:-0}"
 
 die() { echo "stack: $*" >&2; exit 1; }
 pidfile() { echo "$RUN_DIR/services/$1.pid"; }

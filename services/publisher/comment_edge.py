@@ -6,10 +6,17 @@ topic, acknowledged by Kafka before the reader gets an answer.
 | `POST /comments` | form (urlencoded), WordPress field names | `303` to the article's `#comment-pending` |
 | `POST /api/comments` | JSON, the same field names | `202 {"id", "status": "pending"}` |
 | `POST /comments/{id}/report` | form or JSON, optional `comment_post_ID`, `reason` | `303` back / `202` |
+| `GET /comments/{id}/reply?comment_post_ID=` | | the reply form for readers without JavaScript |
+
+A post carrying another site's `Origin` is refused (`403`) on every route, and the JSON routes take only
+`Content-Type: application/json` (`415` otherwise): a cross-site page can send `text/plain` without asking the
+browser's CORS preflight, `application/json` it cannot. Readers of the form and of the Report button (HTML)
+get HTML pages; JSON clients get JSON.
 
 Checks, in order: the form token (form only: HMAC of the article guid, rendered into the page), the honeypot
 `website_url` left empty, name, e-mail, comment of 1..5,000 characters and an http(s) website → `400` (the form
-comes back filled with the reader's text); the article known and published → `404` / `410`; a double submit of
+comes back filled with the reader's text); the article known and published → `404` / `410`, its comments still
+open → `403` (these pages keep the reader's text but offer no form: posting again cannot help); a double submit of
 the same comment → the same success again; the same text by the same author on the article before → `409`;
 more than one comment per e-mail or per IP in 15 s → `429`; Kafka not acknowledging within 5 s → `503` (the
 comment keeps its id, so sending it again cannot make two).
@@ -41,7 +48,7 @@ from faststream.kafka import KafkaBroker
 from jinja2 import Environment, StrictUndefined
 
 from services.publisher.config import PublisherSettings
-from services.publisher.render import Summary
+from services.publisher.render import Summary, as_utc, asset_path
 from services.publisher.store import PublisherStore
 from shared import topics
 from shared.contracts.comments import CommentReported, CommentSubmitted
@@ -67,6 +74,8 @@ CSP = (
     b"default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
     b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
+JSON_MEDIA_TYPE = "application/json"
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 FIELDS = ("comment_post_ID", "comment_parent", "author", "email", "url", "comment", "website_url", "form_token",
           "idempotency_key")
 
@@ -96,6 +105,19 @@ def comment_id(guid: str, email: str, body: str, idempotency_key: str | None = N
 
 def is_valid_url(url: str) -> bool:
     return len(url) <= MAX_URL_CHARS and is_valid_author_url(url)
+
+
+def media_type(content_type: str) -> str:
+    """The media type alone: parameters cannot make a body JSON (`text/plain;charset=json` is text)."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def comments_close_at(published: datetime, close_after_days: int) -> datetime | None:
+    """The instant an article stops taking comments (None: never), by the comments service's rule, so the form
+    refuses at once what moderation would. The article page carries the same two inputs for its script."""
+    if close_after_days <= 0:
+        return None
+    return as_utc(published) + timedelta(days=close_after_days)
 
 
 @dataclass(frozen=True)
@@ -186,7 +208,12 @@ def validate(form: CommentForm, *, secret: str | None) -> list[FieldError]:
     return errors
 
 
-PAGE = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True).from_string(
+FIELD_LIMITS = {"comment": MAX_BODY_CHARS, "author": MAX_NAME_CHARS, "email": MAX_EMAIL_CHARS, "url": MAX_URL_CHARS}
+"""The form's maxlengths, on the article page and here: a browser never lets a reader type what is refused."""
+
+_PAGES = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_PAGES.globals.update(asset_path=asset_path, limits=FIELD_LIMITS)
+PAGE = _PAGES.from_string(
     """<!doctype html>
 <html lang="en">
 <head>
@@ -194,7 +221,7 @@ PAGE = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
 <title>{{ title }} — {{ site_name }}</title>
-<link rel="stylesheet" href="/static/site.css">
+<link rel="stylesheet" href="{{ asset_path('site.css') }}">
 </head>
 <body class="page comment-error-page">
 <main class="site-main">
@@ -206,21 +233,28 @@ PAGE = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
 {% endfor %}
 </ul>
 {% endif %}
+{% if message %}
+<p class="notice-text" role="status">{{ message }}</p>
+{% endif %}
 {% if back %}
 <p><a href="{{ back }}">Back to the article</a></p>
 {% endif %}
 {% if form %}
 <section id="respond">
-<h2>Your comment</h2>
+<h2>{{ "Your reply" if form.comment_parent != "0" else "Your comment" }}</h2>
 <form id="commentform" class="comment-form" method="post" action="/comments">
 <p class="field"><label for="comment">Comment *</label>
-<textarea id="comment" name="comment" rows="8" required>{{ form.comment }}</textarea></p>
+<textarea id="comment" name="comment" rows="8" maxlength="{{ limits.comment }}" required>
+{{- form.comment -}}
+</textarea></p>
 <p class="field"><label for="author">Name *</label>
-<input id="author" name="author" type="text" value="{{ form.author }}" autocomplete="name" required></p>
+<input id="author" name="author" type="text" value="{{ form.author }}" maxlength="{{ limits.author }}"
+ autocomplete="name" required></p>
 <p class="field"><label for="email">Email *</label>
-<input id="email" name="email" type="email" value="{{ form.email }}" autocomplete="email" required></p>
+<input id="email" name="email" type="email" value="{{ form.email }}" maxlength="{{ limits.email }}"
+ autocomplete="email" required></p>
 <p class="field"><label for="url">Website</label>
-<input id="url" name="url" type="url" value="{{ form.url }}" autocomplete="url"></p>
+<input id="url" name="url" type="url" value="{{ form.url }}" maxlength="{{ limits.url }}" autocomplete="url"></p>
 <p class="hp"><label for="website_url">Leave this field empty</label>
 <input id="website_url" name="website_url" type="text" value="" tabindex="-1" autocomplete="off"></p>
 <input type="hidden" name="comment_post_ID" value="{{ form.comment_post_ID }}">
@@ -229,6 +263,12 @@ PAGE = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
 <input type="hidden" name="idempotency_key" value="{{ form.idempotency_key }}">
 <p class="form-submit"><button type="submit" id="submit">Post Comment</button></p>
 </form>
+</section>
+{% elif kept %}
+<section id="kept-comment">
+<h2>What you wrote</h2>
+<p>It was not posted. Copy it if you want to keep it.</p>
+<textarea id="comment" rows="8" readonly>{{ kept }}</textarea>
 </section>
 {% endif %}
 </main>
@@ -243,13 +283,24 @@ TITLES = {
     403: "Comments on this article are closed",
     409: "You have already posted this comment",
     410: "This article has been removed",
+    415: "Comments are sent as JSON",
     429: "You are commenting too quickly",
 }
 UNPOSTED = "Your comment could not be posted"
+FINAL = frozenset({403, 404, 410})
+"""Refusals that posting again cannot change: their page keeps the reader's text but offers no form."""
+REPORT_TITLES = {
+    400: "Your report could not be read",
+    403: "Your report could not be sent",
+    404: "This comment cannot be reported",
+    415: "Your report could not be read",
+    503: "Reports are briefly unavailable",
+}
+REPORTED = "Thank you for your report"
 
 
 def sent_from_elsewhere(origin: str, host: str, site_base_url: str) -> bool:
-    """A browser form post from another site's page (its `Origin` is neither this host nor the site's address).
+    """A browser's post from another site's page (its `Origin` is neither this host nor the site's address).
 
     Such a post would make each visitor of that page comment or report from their own address, past the flood
     limits, bans and one-report-per-reader. Clients that send no Origin (scripts, old browsers) are not judged.
@@ -293,9 +344,10 @@ class CommentEdge:
         self.topic = topic_name(settings, topics.COMMENT_SUBMISSIONS)
 
     def install(self, router: Router) -> None:
-        router.add(["POST"], "/comments", self.post_form)
+        router.add(["POST"], "/comments", self.post_form, too_large=self.form_too_large)
         router.add(["POST"], "/api/comments", self.post_json)
         router.add(["POST"], "/comments/{id}/report", self.report)
+        router.add(["GET"], "/comments/{id}/reply", self.reply_form)
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -307,7 +359,15 @@ class CommentEdge:
         return reader_ip(request.client, request.header("x-forwarded-for"), trust_proxy=trusted)
 
     def page(
-        self, status: int, errors: list[FieldError], form: CommentForm | None, back: str | None, title: str = ""
+        self,
+        status: int,
+        errors: list[FieldError],
+        form: CommentForm | None = None,
+        back: str | None = None,
+        title: str = "",
+        *,
+        kept: str = "",
+        message: str = "",
     ) -> Response:
         body = PAGE.render(
             title=title or TITLES.get(status, UNPOSTED),
@@ -315,22 +375,40 @@ class CommentEdge:
             errors=errors,
             form=form.refill() if form is not None else None,
             back=back,
+            kept=kept,
+            message=message,
         ).encode()
         headers = [(b"content-security-policy", CSP), (b"cache-control", b"no-store")]
         if status == 429:
-            headers.append((b"retry-after", str(self.settings.comment_flood_seconds).encode()))
+            headers.append((b"retry-after", str(self.settings.comments_flood_seconds).encode()))
         return Response(body, status, headers, b"text/html; charset=utf-8")
 
     @staticmethod
-    def problem(status: int, errors: list[FieldError]) -> Response:
+    def problem(status: int, errors: list[FieldError], title: str = "") -> Response:
         payload = {
             "status": status,
-            "error": TITLES.get(status, "error"),
+            "error": title or TITLES.get(status, "error"),
             "errors": [{"field": e.field, "code": e.code, "message": e.message} for e in errors],
         }
         response = json_response(payload, status)
         response.headers.append((b"cache-control", b"no-store"))
         return response
+
+    def form_too_large(self, request: Request) -> Response:
+        """The router's answer when a form is over `max_form_bytes`: the body was not read, so the reader's
+        text cannot come back, but the reader learns why in a page with a way back rather than in JSON.
+        The article is where the form was, when the browser said so (same-site pages send the full address)."""
+        referer = urlsplit(request.header("referer"))
+        ours = bool(referer.netloc) and not sent_from_elsewhere(
+            f"{referer.scheme}://{referer.netloc}", request.header("host"), self.settings.site_base_url
+        )
+        back = referer.path if ours and referer.path.startswith("/") and not referer.path.startswith("//") else None
+        error = FieldError(
+            "comment", "too_large",
+            f"Your comment was too long to be read; the limit is {MAX_BODY_CHARS:,} characters. "
+            "Go back, shorten it and post it again.",
+        )
+        return self.page(413, [error], back=back, title=UNPOSTED)
 
     # --- submission ---------------------------------------------------------------------------------------
 
@@ -346,9 +424,18 @@ class CommentEdge:
         if outcome.status == 303:
             location = f"{outcome.url_path}#comment-pending".encode()
             return Response(b"", 303, [(b"location", location), (b"cache-control", b"no-store")])
-        return self.page(outcome.status, outcome.errors, form if outcome.status != 410 else None, outcome.url_path)
+        if outcome.status in FINAL:
+            return self.page(outcome.status, outcome.errors, None, outcome.url_path, kept=form.body)
+        return self.page(outcome.status, outcome.errors, form, outcome.url_path)
 
     async def post_json(self, request: Request) -> Response:
+        if self._from_elsewhere(request):
+            error = FieldError("body", "cross_site", "Comments are posted from this site's own pages.")
+            return self.problem(403, [error], title=UNPOSTED)
+        if media_type(request.header("content-type")) != JSON_MEDIA_TYPE:
+            message = "Send the comment with Content-Type: application/json."
+            error = FieldError("body", "unsupported_media_type", message)
+            return self.problem(415, [error])
         try:
             data = request.json()
         except ValueError:
@@ -365,23 +452,22 @@ class CommentEdge:
 
     async def _closed(self, store: PublisherStore, guid: str) -> bool:
         """Say so at once rather than promise moderation: the comments service would reject it as closed."""
-        days = self.settings.comments_close_after_days
-        if days <= 0:
+        if self.settings.comments_close_after_days <= 0:
             return False
         raw = await store.redis.get(store.article_key(guid, "summary"))
         if raw is None:
             return False
-        published = Summary.from_json(raw).date_published
-        return datetime.now(UTC) - published > timedelta(days=days)
+        closes_at = comments_close_at(Summary.from_json(raw).date_published, self.settings.comments_close_after_days)
+        return closes_at is not None and datetime.now(UTC) >= closes_at
 
     async def submit(self, form: CommentForm, request: Request, *, secret: str | None) -> Outcome:
         errors = validate(form, secret=secret)
-        if errors:
-            return Outcome(400, errors)
         store = self.store_of()
-        meta = await store.meta(form.guid)
+        meta = await store.meta(form.guid) if form.guid else {}
         status = meta.get("status")
         url_path = meta.get("url_path") or None
+        if errors:
+            return Outcome(400, errors, url_path if status == "published" else None)
         if status == "killed":
             return Outcome(410, [FieldError("comment_post_ID", "article_killed", "This article has been removed.")])
         if status != "published" or url_path is None:
@@ -413,14 +499,15 @@ class CommentEdge:
                 await self.redis.delete(id_key)
                 error = FieldError("comment", "duplicate", "You have already posted this comment on this article.")
                 return Outcome(409, [error], url_path)
-            for key in filter(None, (email_key, ip_key)):
-                if await self.redis.set(key, cid, nx=True, ex=self.settings.comment_flood_seconds):
+            flood_keys = (email_key, ip_key) if self.settings.comments_flood_seconds > 0 else ()
+            for key in filter(None, flood_keys):
+                if await self.redis.set(key, cid, nx=True, ex=self.settings.comments_flood_seconds):
                     taken.append(key)
                     continue
                 await self.redis.delete(id_key, *taken)
                 error = FieldError(
                     "comment", "flood",
-                    f"Please wait {self.settings.comment_flood_seconds} seconds between comments.",
+                    f"Please wait {self.settings.comments_flood_seconds} seconds between comments.",
                 )
                 return Outcome(429, [error], url_path)
         event = CommentSubmitted(
@@ -450,9 +537,8 @@ class CommentEdge:
         log.info("comment submitted", comment=cid, guid=form.guid, replay=replay)
         return Outcome(303, [], url_path, cid)
 
-    async def _approved_depth(self, store: PublisherStore, guid: str, cid: str) -> int | None:
-        """The depth of the comment if it is shown on the article (the publisher's copy of its latest decision),
-        else None. Known here, a reply too deep is refused with its reason instead of promised moderation."""
+    async def _shown(self, store: PublisherStore, guid: str, cid: str) -> dict[str, Any] | None:
+        """The comment's latest decision if it is shown on the article (the publisher's copy), else None."""
         raw = cast(bytes | None, await store.redis.hget(store.article_key(guid, "comments"), cid))
         if raw is None:
             return None
@@ -460,7 +546,15 @@ class CommentEdge:
             decided = json.loads(raw)
         except ValueError:
             return None
-        if decided.get("status") != "approved":
+        if not isinstance(decided, dict) or decided.get("status") != "approved":
+            return None
+        return decided
+
+    async def _approved_depth(self, store: PublisherStore, guid: str, cid: str) -> int | None:
+        """The depth of the comment if it is shown on the article, else None. Known here, a reply too deep is
+        refused with its reason instead of promised moderation."""
+        decided = await self._shown(store, guid, cid)
+        if decided is None:
             return None
         depth = decided.get("depth", 0)
         return depth if isinstance(depth, int) else 0
@@ -476,27 +570,40 @@ class CommentEdge:
         return self._hash("reader", f"{self.client_ip(request) or ''}\x00{request.header('user-agent')}")
 
     async def report(self, request: Request) -> Response:
-        is_json = "json" in request.header("content-type")
+        kind = media_type(request.header("content-type"))
+        is_json = kind == JSON_MEDIA_TYPE
+        url_path: str | None = None
+
+        def refused(status: int, error: FieldError) -> Response:
+            """The Report button is a form: its reader gets a page with a way back; a script gets JSON."""
+            if is_json:
+                return self.problem(status, [error], title=REPORT_TITLES[status])
+            return self.page(status, [error], back=url_path, title=REPORT_TITLES[status])
+
+        if self._from_elsewhere(request):
+            return refused(403, FieldError("form", "cross_site", "Reports are sent from this site's own pages."))
+        if not is_json and kind not in ("", FORM_MEDIA_TYPE):
+            message = "Reports are sent from the comment's Report button, or as JSON."
+            return refused(415, FieldError("body", "unsupported_media_type", message))
         try:
             fields: Any = request.json() if is_json else request.form()
         except ValueError:
             fields = None
         if not isinstance(fields, dict):
-            return self.problem(400, [FieldError("body", "not_json", "The body must be a JSON object.")])
-        if not is_json and self._from_elsewhere(request):
-            return self.problem(403, [FieldError("form", "cross_site", "Reports are sent from this site's own pages.")])
+            return refused(400, FieldError("body", "not_json", "The body must be a JSON object."))
         cid = request.params["id"]
         if not _ID_RE.match(cid):
-            return self.problem(404, [FieldError("id", "unknown_comment", "No such comment.")])
+            return refused(404, FieldError("id", "unknown_comment", "This comment does not exist."))
         guid = str(fields.get("comment_post_ID") or fields.get("article_guid") or "").strip() or None
         reason = str(fields.get("reason") or "").strip()[:300] or None
-        url_path: str | None = None
         if guid is not None:
             store = self.store_of()
             meta = await store.meta(guid)
-            url_path = meta.get("url_path") or None
-            if meta.get("status") != "published" or await self._approved_depth(store, guid, cid) is None:
-                return self.problem(404, [FieldError("id", "unknown_comment", "No such comment on this article.")])
+            published = meta.get("status") == "published"
+            url_path = (meta.get("url_path") or None) if published else None
+            if not published or await self._approved_depth(store, guid, cid) is None:
+                message = "This comment is not shown on the article any more, so there is nothing to report."
+                return refused(404, FieldError("id", "unknown_comment", message))
         event = CommentReported(
             id=cid, article_guid=guid, reporter=self.reader(request), reason=reason, reported_at=datetime.now(UTC)
         )
@@ -507,11 +614,45 @@ class CommentEdge:
             )
         except Exception as exc:  # a retry is harmless: a reader's report counts once
             log.warning("report not produced", comment=cid, guid=guid, error=repr(exc))
-            error = FieldError("id", "unavailable", "Reports are briefly unavailable. Please try again.")
-            return self.problem(503, [error])
-        if not is_json and url_path:
+            return refused(503, FieldError("id", "unavailable", "Reports are briefly unavailable. Please try again."))
+        if is_json:
+            return json_response({"id": cid, "status": "reported"}, 202)
+        if url_path:
             return Response(b"", 303, [(b"location", f"{url_path}#comments".encode()), (b"cache-control", b"no-store")])
-        return json_response({"id": cid, "status": "reported"}, 202)
+        return self.page(200, [], title=REPORTED, message="The moderators will look at the comment.")
+
+    # --- replies without JavaScript -----------------------------------------------------------------------
+
+    async def reply_form(self, request: Request) -> Response:
+        """The Reply link's page: the form with `comment_parent` filled in. The article page is pre-rendered
+        and cannot answer `?replytocom=`; a reader without JavaScript would otherwise post a top-level comment
+        believing it a reply. The same checks as a posted reply say at once what could not be posted."""
+        cid = request.params["id"]
+        guid = (request.query.get("comment_post_ID") or [""])[0].strip()
+        store = self.store_of()
+        meta = await store.meta(guid) if guid else {}
+        url_path = meta.get("url_path") or None
+        unknown = FieldError("comment_parent", "parent_unknown", "The comment you reply to is not on this article.")
+        if meta.get("status") != "published" or url_path is None or not _ID_RE.match(cid):
+            return self.page(404, [unknown], title="This comment cannot be answered")
+        if await self._closed(store, guid):
+            error = FieldError("comment_post_ID", "comments_closed", "Comments on this article are closed.")
+            return self.page(403, [error], back=url_path)
+        parent = await self._shown(store, guid, cid)
+        if parent is None:
+            return self.page(404, [unknown], back=url_path, title="This comment cannot be answered")
+        back = f"{url_path}#comment-{cid}"
+        depth = parent.get("depth", 0)
+        if isinstance(depth, int) and depth >= self.settings.comments_max_reply_depth:
+            message = "This thread is as deep as replies go: reply to an earlier comment in it."
+            error = FieldError("comment_parent", "thread_too_deep", message)
+            return self.page(400, [error], back=back, title="This comment cannot be answered")
+        author = str(parent.get("author") or "a reader")
+        form = CommentForm(
+            guid=guid, parent_id=cid, author="", email="", url=None, body="", honeypot="",
+            token=form_token(self.secret, guid), idempotency_key=None,
+        )
+        return self.page(200, [], form, back, title=f"Reply to {author}")
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ class Projector:
 
     async def article_published(self, event: ArticlePublished, dirty: Dirty) -> str:
         summary_json = Summary.of(event).to_json()
-        stamp, lists, previous = await self.store.apply_article(
+        stamp, lists, previous, linked = await self.store.apply_article(
             event.guid, event.version, "published", event.url_path, event.model_dump_json(), summary_json
         )
         # When the event was applied, the stored state is the event (and its summary): no need to read it back.
@@ -146,13 +146,20 @@ class Projector:
         dirty.moved.add(event.guid)
         if event.evolvedfrom and event.evolvedfrom != event.guid:
             await self.supersede(event.evolvedfrom, event, dirty)
+        if linked and (stamp == 0 or previous is None):
+            # It was not shown before (or this is a redelivery, which may have missed this step): pages whose
+            # stored links point here left it out of their Check Also and must show it now.
+            await self.refresh_linking_pages(event.guid, dirty)
         return "stale" if stamp == 0 else "processed"
 
     async def supersede(self, origin: str, rewrite: ArticlePublished, dirty: Dirty) -> None:
         """A rewrite (`evolvedfrom`) takes over the story it rewrites, URL included: the origin leaves every
         list, its page is no longer rendered (the rewrite's is at that URL), and `/a/{origin}` leads there.
-        Kept in the origin's state, so the outcome is the same in whatever order a replay meets the two."""
-        await self.store.mark_superseded(origin, rewrite.guid)
+        Kept in the origin's state, so the outcome is the same in whatever order a replay meets the two.
+
+        The rewrite's own path is kept too: when the rewrite was ingested before its origin, it did not inherit
+        the origin's URL, and the origin's `/a/`, path and old paths must lead to where the rewrite lives."""
+        await self.store.mark_superseded(origin, rewrite.guid, rewrite.version, rewrite.url_path)
         await self.reconcile(origin, dirty)
         dirty.moved.add(origin)  # its `/a/` redirect is rendered from its state, like every other redirect
 
@@ -167,6 +174,10 @@ class Projector:
     async def related_updated(self, event: RelatedLinksUpdated, offset: int, dirty: Dirty) -> str:
         links_json = json.dumps([link.model_dump(mode="json") for link in event.links], sort_keys=True)
         stamp = await self.store.apply_related(event.guid, offset, links_json)
+        # Indexed once stored (and even when stale: a crash may have come between the two). A status change
+        # met from now on finds this page; one met before is read when this page is rendered.
+        targets = sorted({link.guid for link in event.links} - {event.guid})
+        await self.store.note_linked_from(event.guid, offset, targets)
         dirty.articles.add(event.guid)
         return "stale" if stamp == 0 else "processed"
 
@@ -182,8 +193,12 @@ class Projector:
     async def _take_down(
         self, guid: str, version: int, status: str, url_path: str | None, page: Page, dirty: Dirty
     ) -> str:
-        stamp, _, _ = await self.store.apply_article(guid, version, status, url_path or "", "")
+        stamp, _, _, linked = await self.store.apply_article(guid, version, status, url_path or "", "")
         await self.reconcile(guid, dirty)
+        if linked:
+            # Even when stale: a redelivery after a crash must still take it off the Check Also of other pages,
+            # which does not wait for the related service (it may be down; a kill is a legal matter).
+            await self.refresh_linking_pages(guid, dirty)
         if stamp == 0:
             return "stale"
         meta, article_json, _, _ = await self.store.article_bundle(guid)
@@ -194,6 +209,14 @@ class Projector:
             paths.update(ArticlePublished.model_validate_json(article_json).previous_paths)
         await self.store.write_pages([(path, guid, stamp, page) for path in [*sorted(paths), redirect_path(guid)]])
         return "processed"
+
+    async def refresh_linking_pages(self, guid: str, dirty: Dirty) -> None:
+        """Re-render the articles whose stored Check Also links point at `guid`, whose status just changed:
+        their stamps move on so the new renders are not fenced off by the pages they replace."""
+        linking = await self.store.linked_from(guid)
+        if linking:
+            await self.store.bump_stamps(linking)
+            dirty.articles.update(linking)
 
     async def reconcile(
         self, guid: str, dirty: Dirty, *, known: tuple[ArticlePublished, list[str], bytes | None] | None = None
@@ -326,11 +349,19 @@ class Projector:
             return False
         article = ArticlePublished.model_validate_json(article_json)
         if meta.get("superseded_by"):
-            # Its URL is the rewrite's page now; only its own redirect stays, leading there.
+            # Its URL is the rewrite's page now (or, when the rewrite came first, the rewrite lives at a path
+            # of its own): its `/a/`, its path and its old paths all lead to where the rewrite lives.
             if redirects:
-                await self.store.write_pages(self._redirects(guid, int(meta["stamp"]), article.url_path, []))
+                target = meta.get("superseded_path") or article.url_path
+                paths = [article.url_path, *article.previous_paths]
+                await self.store.write_pages(self._redirects(guid, int(meta["stamp"]), target, paths))
             return False
         links: Sequence[RelatedLink] = LINKS.validate_json(related_json) if related_json else []
+        if links:
+            # Read after the stamp this page is fenced by: a status changed later bumps that stamp and renders
+            # the page again, so a kill never waits for the related service to reach every Check Also.
+            statuses = await self.store.statuses([link.guid for link in links])
+            links = [link for link, status in zip(links, statuses, strict=True) if status == "published"]
         comments = [CommentDecided.model_validate_json(raw) for raw in comment_jsons]
         body = render_article(article, links, comments, self.site)
         body = body.replace(b"__FORM_TOKEN__", form_token(self.form_secret, guid).encode())

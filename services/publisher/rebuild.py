@@ -31,7 +31,8 @@ from services.publisher.project import Dirty, Projector
 from services.publisher.site import SiteConfig
 from services.publisher.store import PublisherStore, page_body
 from shared import topics
-from shared.cli import client_options
+from shared.cli import client_options, fail
+from shared.cli import run as cli_run
 from shared.kafka import Reject, topic_name, topic_partitions
 from shared.logging import get_logger
 from shared.redis import hgetall, make_redis
@@ -66,6 +67,7 @@ def site_config(settings: PublisherSettings) -> SiteConfig:
     return SiteConfig(
         name=settings.site_name, base_url=settings.site_base_url, tagline=settings.site_tagline,
         page_size=settings.page_size, max_reply_depth=settings.comments_max_reply_depth,
+        nav_sections=settings.nav_sections, comments_close_after_days=settings.comments_close_after_days,
     )
 
 
@@ -175,16 +177,17 @@ async def replay_partitions(
     """Apply these partitions from their beginning up to the given ends, each partition in order (what one
     guid has on a topic lives on one partition); partitions overlap. Article pages are rendered batch by
     batch; the lists are left to `render_lists`."""
+    replayed = Replayed()
+    remaining = {tp for tp, (start, end) in ends.items() if end > start}
+    if not remaining:
+        # No consumer at all: one stopped right after it started dies in aiokafka's coordinator (CancelledError).
+        return replayed
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024, **client_options(settings),
     )
     await consumer.start()
-    replayed = Replayed()
     try:
-        remaining = {tp for tp, (start, end) in ends.items() if end > start}
-        if not remaining:
-            return replayed
         consumer.assign(list(remaining))
         await consumer.seek_to_beginning(*remaining)
         while remaining:
@@ -282,6 +285,9 @@ async def replay_into(
     if on_progress:
         on_progress(0, total)
     replayed = Replayed()
+    if workers > 1:
+        # A worker per partition that holds records at most: an idle one would only start and stop a client.
+        workers = min(workers, sum(1 for start, end in ends.values() if end > start))
     if workers <= 1:
         replayed = await replay_partitions(
             settings, projector, ends, (lambda done: on_progress(done, total)) if on_progress else None
@@ -410,7 +416,10 @@ def rebuild_command(
         finally:
             await client.aclose()
 
-    report = asyncio.run(run())
+    try:
+        report: RebuildReport = cli_run(run())
+    except RebuildBusy as exc:
+        fail(str(exc))
     verb = "would change" if dry_run else "changed"
     console.print(
         f"{report.records} records replayed into {report.new_namespace} in {report.seconds:.1f}s; "

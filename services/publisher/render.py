@@ -42,6 +42,7 @@ __all__ = [
     "Summary",
     "asset_bytes",
     "asset_path",
+    "asset_version",
     "date_line",
     "render_article",
     "render_error",
@@ -127,6 +128,34 @@ def rfc822_datetime(moment: datetime) -> str:
     return format_datetime(as_utc(moment), usegmt=True)
 
 
+# --- languages ----------------------------------------------------------------------------------------------
+
+RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku-arab", "ps", "sd", "syr", "ug",
+                           "ur", "yi"})
+"""Languages written right to left by default (`ku` only in Arabic script, so only as `ku-Arab`)."""
+RTL_SCRIPTS = frozenset({"adlm", "arab", "hebr", "mand", "nkoo", "rohg", "samr", "syrc", "thaa"})
+LTR_SCRIPTS = frozenset({"cyrl", "latn"})
+
+
+def text_direction(language: str) -> Literal["ltr", "rtl"]:
+    """The direction of a BCP 47 tag: a script subtag decides (`uz-Arab` is rtl, `ku-Latn` ltr), else the
+    language. Browsers do not infer it from `lang`, so the page says it (`dir`)."""
+    subtags = language.strip().lower().replace("_", "-").split("-")
+    script = subtags[1] if len(subtags) > 1 and len(subtags[1]) == 4 else ""
+    if script in RTL_SCRIPTS:
+        return "rtl"
+    if script in LTR_SCRIPTS:
+        return "ltr"
+    return "rtl" if subtags[0] in RTL_LANGUAGES else "ltr"
+
+
+def feed_language(items: Sequence[Summary], default: str) -> str:
+    """A feed's `<language>`: the one language of its items, or the site's when they mix (or there are none),
+    so a section written in Arabic says so, and a mixed feed claims no language its items do not share."""
+    languages = {item.language for item in items}
+    return languages.pop() if len(languages) == 1 else default
+
+
 # --- URLs ---------------------------------------------------------------------------------------------------
 
 
@@ -177,10 +206,16 @@ def asset_bytes(name: str) -> tuple[bytes, str]:
 
 
 @lru_cache(maxsize=len(ASSET_CONTENT_TYPES))
+def asset_version(name: str) -> str:
+    """The content hash pages name an asset by; the server caches an asset forever only under its own."""
+    content, _ = asset_bytes(name)
+    return hashlib.sha256(content).hexdigest()[:12]
+
+
+@lru_cache(maxsize=len(ASSET_CONTENT_TYPES))
 def asset_path(name: str) -> str:
     """URL of an asset with a content hash, so it can be cached forever and still change on deploy."""
-    content, _ = asset_bytes(name)
-    return f"/static/{name}?v={hashlib.sha256(content).hexdigest()[:12]}"
+    return f"/static/{name}?v={asset_version(name)}"
 
 
 # --- what lists, feeds and Check Also need of an article ---------------------------------------------------
@@ -361,6 +396,7 @@ def _environment() -> Environment:
         rfc822=rfc822_datetime,
         segment=path_segment,
         external_link=external_link,
+        direction=text_direction,
     )
     environment.globals.update(asset_path=asset_path)
     return environment
@@ -550,7 +586,7 @@ def render_rss(*, title: str, path: str, items: Sequence[Summary], site: SiteCon
         title=title,
         link=absolute_url(site, listing_path),
         self_url=absolute_url(site, self_path),
-        language=site.default_language,
+        language=feed_language(items, site.default_language),
         last_build=last_build,
         items=items,
     )

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 import httptools
 import uvloop
 
-from services.publisher.web import ReaderApp, Variant, request_preferences
+from services.publisher.web import DateLine, ReaderApp, Variant, request_preferences
 from shared.http import ASGIApp
 from shared.logging import get_logger
 from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, labelled
@@ -28,6 +28,7 @@ from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, labelled
 log = get_logger(__name__)
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 MAX_BODY = 1024 * 1024
+DATE = DateLine()
 
 
 class Request:
@@ -98,14 +99,14 @@ class HttpProtocol(asyncio.Protocol):
     def handle(self, request: Request) -> None:
         started = time.perf_counter()
         if request.method in (b"GET", b"HEAD") and self.server.accepting:
-            path = request.url.split(b"?", 1)[0]
-            page = self.server.reader.cached(unquote(path.decode("latin-1")))
-            if page is not None and b"?" not in request.url:
+            path, _, query = request.url.partition(b"?")
+            page = self.server.reader.cached(unquote(path.decode("latin-1")), query)
+            if page is not None:
                 accepts_gzip, if_none_match = request_preferences(request.headers)
                 variant = page.answer(head=request.method == b"HEAD", accepts_gzip=accepts_gzip,
                                       if_none_match=if_none_match)
                 labelled(HTTP_REQUESTS, "publisher", page.route, str(variant.status)).inc()
-                self.write(variant.raw_head, variant.body, request.keep_alive)
+                self.write(variant.raw_lines, variant.body, request.keep_alive)
                 labelled(HTTP_REQUEST_SECONDS, "publisher", page.route).observe(time.perf_counter() - started)
                 return
         self.busy = True
@@ -115,13 +116,15 @@ class HttpProtocol(asyncio.Protocol):
         self.server.tasks.add(task)
         task.add_done_callback(self.server.tasks.discard)
 
-    def write(self, head: bytes, body: bytes, keep_alive: bool) -> None:
+    def write(self, lines: bytes, body: bytes, keep_alive: bool) -> None:
+        """`lines`: status line and headers without the blank line; the `Date` of this second goes after them."""
         if self.transport is None:
             return
-        if not keep_alive:
-            head = head[:-2] + b"connection: close\r\n\r\n"
-        self.transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
+        end = DATE.current() + (b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
+        if len(body) < 65536:
+            self.transport.write(b"".join((lines, end, body)))
+        else:
+            self.transport.write(lines + end)
             self.transport.write(body)
         if not keep_alive:
             self.transport.close()
@@ -163,11 +166,10 @@ class HttpProtocol(asyncio.Protocol):
             log.exception("request failed", path=scope["path"])
             status, headers, chunks = 500, [(b"content-type", b"text/plain")], [b"internal error"]
         body = b"".join(chunks)
-        if not any(name.lower() == b"content-length" for name, _ in headers):
-            headers.append((b"content-length", str(len(body)).encode()))
-        declared = {k.lower(): v for k, v in headers}.get(b"content-length", b"0")
-        raw = Variant.of(status, [h for h in headers if h[0].lower() != b"content-length"], b"",
-                         length=int(declared)).raw_head
+        declared = {k.lower(): v for k, v in headers}.get(b"content-length", str(len(body)).encode())
+        # The server's own Date and Content-Length (none on a 304): the app's would be doubled.
+        kept = [h for h in headers if h[0].lower() not in (b"content-length", b"date")]
+        raw = Variant.of(status, kept, b"", length=int(declared)).raw_lines
         self.write(raw, b"" if request.method == b"HEAD" else body, request.keep_alive and self.server.accepting)
         self.busy = False
         while self.queue and not self.busy and self.transport is not None:

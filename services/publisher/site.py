@@ -23,6 +23,10 @@ class SiteConfig:
     """(code, name) of the sections linked from every page's header, in display order."""
     max_reply_depth: int = 5
     """How deep replies go (as the comments service's setting): a comment this deep offers no Reply link."""
+    comments_close_after_days: int = 14
+    """When comments close (as the comments service's setting; 0 = never): the page carries it, with the
+    publication date, for its script to take the form away once the instant has passed. The page itself stays
+    free of the clock, so a rebuild renders the same bytes whenever it runs."""
 
     @property
     def origin(self) -> str:

@@ -2,10 +2,14 @@
 
 Two kinds of keys (all under the namespace, e.g. `bs`):
 - per article, hash-tagged by guid so one script can touch them together:
-  `bs:pub:{guid}:meta` (hash: version, status, url_path, stamp, related_offset, lists, superseded_by),
+  `bs:pub:{guid}:meta` (hash: version, status, url_path, stamp, related_offset, lists, and superseded_by,
+  superseded_version, superseded_path: the rewrite that took the story over, and where it lives),
   `bs:pub:{guid}:article` (the ArticlePublished JSON), `bs:pub:{guid}:related` (links JSON),
   `bs:pub:{guid}:comments` (hash: comment id → CommentDecided JSON, fenced by the decision's revision),
-  `bs:pub:{guid}:summary` (what lists, feeds and Check Also show of it).
+  `bs:pub:{guid}:summary` (what lists, feeds and Check Also show of it),
+  `bs:pub:{guid}:linked_from` (hash: guid of an article whose stored Check Also links point here → offset of
+  those links), so a kill, withdrawal or first publication re-renders them; entries whose links moved on are
+  dropped when it is read.
 - per public URL: `bs:page:{path}` (hash: body or gz, etag, lm, ct, status, loc, owner, stamp), one key per
   page so readers fetch a page with one HGETALL and never see a half-written one (the hash is replaced in a
   single script).
@@ -32,24 +36,27 @@ from redis.exceptions import NoScriptError
 from shared.redis import hgetall, tagged
 
 APPLY_ARTICLE = """
--- KEYS: meta, article, summary   ARGV: version, status, url_path, article_json, summary_json
--- Returns the new stamp, the lists the article was in, the summary it replaced ('' when none), and the guid of
--- the rewrite that superseded the story ('' when none: then its summary is not stored).
+-- KEYS: meta, article, summary, linked_from   ARGV: version, status, url_path, article_json, summary_json
+-- Returns the new stamp, the lists the article was in, the summary it replaced ('' when none), the guid of
+-- the rewrite that superseded the story ('' when none: then its summary is not stored), and how many articles
+-- link to it (read with the status change, so a page linking here after it reads the new status itself).
 -- Same version: only a step forward in the lifecycle counts (an embargoed story released at its version).
 local rank = {withdrawn = 0, published = 1, killed = 2}
+local linked = redis.call('HLEN', KEYS[4])
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'killed' then return {0, '', '', ''} end
+if status == 'killed' then return {0, '', '', '', linked} end
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 local version = tonumber(ARGV[1])
-if version < current then return {0, '', '', ''} end
-if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return {0, '', '', ''} end
+if version < current then return {0, '', '', '', linked} end
+if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return {0, '', '', '', linked} end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'status', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'url_path', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4]) end
 local superseded = redis.call('HGET', KEYS[1], 'superseded_by') or ''
 local previous = ''
 if ARGV[5] ~= '' and superseded == '' then previous = redis.call('SET', KEYS[3], ARGV[5], 'GET') or '' end
-return {redis.call('HINCRBY', KEYS[1], 'stamp', 1), redis.call('HGET', KEYS[1], 'lists') or '', previous, superseded}
+return {redis.call('HINCRBY', KEYS[1], 'stamp', 1), redis.call('HGET', KEYS[1], 'lists') or '', previous, superseded,
+        linked}
 """
 
 APPLY_RELATED = """
@@ -131,9 +138,39 @@ return state
 """
 
 MARK_SUPERSEDED = """
--- KEYS: meta   ARGV: guid of the rewrite. Kept even before the story itself arrives (a replay's order).
-if redis.call('HGET', KEYS[1], 'superseded_by') == ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'superseded_by', ARGV[1])
+-- KEYS: meta   ARGV: guid, version and url_path of the rewrite. Kept even before the story itself arrives (a
+-- replay's order). The rewrite's path is where the story's redirects lead; fenced by the rewrite's version, so
+-- a redelivered older rewrite cannot send them back to a path it has since left.
+local by = redis.call('HGET', KEYS[1], 'superseded_by')
+local version = tonumber(redis.call('HGET', KEYS[1], 'superseded_version') or '-1')
+if by == ARGV[1] and tonumber(ARGV[2]) <= version then return 0 end
+redis.call('HSET', KEYS[1], 'superseded_by', ARGV[1], 'superseded_version', ARGV[2], 'superseded_path', ARGV[3])
+return redis.call('HINCRBY', KEYS[1], 'stamp', 1)
+"""
+
+NOTE_LINKED = """
+-- KEYS: linked_from of a linked article   ARGV: guid of the linking article, offset of its links
+-- Noted after the links are stored, at the offset they were stored at (the highest wins).
+local at = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > at then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+READ_LINKS = """
+-- KEYS: meta, related   The links an article holds and the offset they came from, read together.
+return {redis.call('HGET', KEYS[1], 'related_offset') or '-1', redis.call('GET', KEYS[2]) or ''}
+"""
+
+PRUNE_LINKED = """
+-- KEYS: linked_from   ARGV: guid of the linking article, offset of the links read that no longer link here.
+-- Kept when noted again since (links stored meanwhile that link here once more).
+local at = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if at <= tonumber(ARGV[2]) then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+BUMP_STAMP = """
+-- KEYS: meta   A page showing something of another article changes: its next render must not be fenced off.
 return redis.call('HINCRBY', KEYS[1], 'stamp', 1)
 """
 
@@ -205,6 +242,11 @@ class ListSlice:
     title: str
 
 
+def linked_guids(links_json: str | bytes) -> set[str]:
+    """The guids a stored Check Also list links to."""
+    return {str(link["guid"]) for link in json.loads(links_json)}
+
+
 def page_body(fields: dict[bytes, bytes]) -> bytes:
     """The page's body as readers get it without compression, from the fields stored in Redis."""
     gz = fields.get(b"gz", b"")
@@ -260,6 +302,10 @@ class PublisherStore:
         self._list_state = client.register_script(LIST_STATE)
         self._note_pending = client.register_script(NOTE_PENDING)
         self._mark_superseded = client.register_script(MARK_SUPERSEDED)
+        self._bump_stamp = client.register_script(BUMP_STAMP)
+        self._note_linked = client.register_script(NOTE_LINKED)
+        self._read_links = client.register_script(READ_LINKS)
+        self._prune_linked = client.register_script(PRUNE_LINKED)
         self._clear_pending = client.register_script(CLEAR_PENDING)
 
     # keys
@@ -280,24 +326,68 @@ class PublisherStore:
     # article state
     async def apply_article(
         self, guid: str, version: int, status: str, url_path: str, article_json: str, summary_json: str = ""
-    ) -> tuple[int, list[str] | None, bytes | None]:
+    ) -> tuple[int, list[str] | None, bytes | None, int]:
         """Returns the new stamp, the lists the article was in and, when `summary_json` was stored with it,
-        the summary it replaced. Stamp 0 (lists None) when the event changed nothing: it is not newer than
-        what is stored, or the story is dead."""
-        keys = [self.article_key(guid, "meta"), self.article_key(guid, "article"), self.article_key(guid, "summary")]
-        stamp, lists, previous, superseded = await self._apply_article(
+        the summary it replaced; last, how many articles link to it. Stamp 0 (lists None) when the event
+        changed nothing: it is not newer than what is stored, or the story is dead."""
+        keys = [
+            self.article_key(guid, "meta"), self.article_key(guid, "article"), self.article_key(guid, "summary"),
+            self.article_key(guid, "linked_from"),
+        ]
+        stamp, lists, previous, superseded, linked = await self._apply_article(
             keys=keys, args=[version, status, url_path, article_json, summary_json]
         )
         if not int(stamp):
-            return 0, None, None
+            return 0, None, None, int(linked)
         if superseded:
-            return int(stamp), None, None  # not the story readers get: the caller reads the state back
-        return int(stamp), json.loads(lists) if lists else [], previous or None
+            return int(stamp), None, None, int(linked)  # not the story readers get: the caller reads it back
+        return int(stamp), json.loads(lists) if lists else [], previous or None, int(linked)
 
-    async def mark_superseded(self, guid: str, by: str) -> None:
-        """Note that the rewrite `by` took over the story `guid` (its URL included); the story's stamp moves
-        on, so what was rendered from its state before is fenced off."""
-        await self._mark_superseded(keys=[self.article_key(guid, "meta")], args=[by])
+    async def mark_superseded(self, guid: str, by: str, version: int, url_path: str) -> None:
+        """Note that the rewrite `by` (at `version`, living at `url_path`) took over the story `guid`; the
+        story's stamp moves on, so what was rendered from its state before is fenced off."""
+        await self._mark_superseded(keys=[self.article_key(guid, "meta")], args=[by, version, url_path])
+
+    async def note_linked_from(self, source: str, offset: int, targets: Sequence[str]) -> None:
+        """Record that `source`'s links (stored from `offset`) point at each of `targets`. Called once they are
+        stored, so whoever reads the index finds them; idempotent, so a replay adds nothing new."""
+        await self.run_scripts(
+            [(self._note_linked, [self.article_key(target, "linked_from")], [source, offset]) for target in targets]
+        )
+
+    async def linked_from(self, target: str) -> list[str]:
+        """The articles whose stored links point at `target` now. The ones whose links moved on are dropped
+        from the index here (unless noted again meanwhile), so it stays the size of the links stored."""
+        key = self.article_key(target, "linked_from")
+        sources = sorted(m.decode() for m in cast(dict[bytes, bytes], await self.redis.hgetall(key)))
+        if not sources:
+            return []
+        stored = await self.run_scripts([
+            (self._read_links, [self.article_key(s, "meta"), self.article_key(s, "related")], []) for s in sources
+        ])
+        linking: list[str] = []
+        prune: list[tuple[AsyncScript, Sequence[str], Sequence[Any]]] = []
+        for source, (offset, links_json) in zip(sources, stored, strict=True):
+            if links_json and target in linked_guids(links_json):
+                linking.append(source)
+            else:
+                prune.append((self._prune_linked, [key], [source, int(offset)]))
+        await self.run_scripts(prune)
+        return linking
+
+    async def bump_stamps(self, guids: Sequence[str]) -> None:
+        """Move these articles' stamps on, so their pages are rendered again though their own state is not."""
+        await self.run_scripts([(self._bump_stamp, [self.article_key(g, "meta")], []) for g in guids])
+
+    async def statuses(self, guids: Sequence[str]) -> list[str]:
+        """Each article's lifecycle status as the publisher holds it ('' when it never met the story)."""
+        if not guids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for guid in guids:
+                pipe.hget(self.article_key(guid, "meta"), "status")
+            found: list[bytes | None] = await pipe.execute()
+        return [(status or b"").decode() for status in found]
 
     async def apply_related(self, guid: str, offset: int, links_json: str) -> int:
         keys = [self.article_key(guid, "meta"), self.article_key(guid, "related")]

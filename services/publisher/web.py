@@ -3,7 +3,8 @@
 Nothing here renders or reaches Kafka. Each page is turned once into a `PreparedPage` holding the complete
 HTTP responses (status line, headers and body; plain and gzip; GET and HEAD; 304), so a cached request costs a
 dictionary lookup and one write. Conditional requests (ETag, If-None-Match → 304), precompressed gzip bodies,
-and cache and security headers are part of those prepared bytes.
+and cache and security headers are part of those prepared bytes; only the `Date` header changes by the second,
+and the server splices it in (`DateLine`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import gzip
 import hashlib
 import time
 from dataclasses import dataclass
+from email.utils import formatdate
 from http import HTTPStatus
+from urllib.parse import parse_qs
 
 from services.publisher.pagecache import PageCache
-from services.publisher.render import asset_bytes, render_error
+from services.publisher.render import ASSET_CONTENT_TYPES, asset_bytes, asset_version, render_error
 from services.publisher.site import SiteConfig
 from services.publisher.store import page_body
 from shared.http import Receive, Scope, Send
@@ -34,6 +37,11 @@ COMMON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 PAGE_CACHE_CONTROL = b"public, max-age=30, stale-while-revalidate=300"
 ERROR_CACHE_CONTROL = b"public, max-age=10"
 ASSET_CACHE_CONTROL = b"public, max-age=31536000, immutable"
+UNVERSIONED_ASSET_CACHE_CONTROL = b"public, no-cache"
+"""An asset asked for without its own content hash (none, or another one: a page of the next or the last deploy
+reaching this replica mid-rollout) is revalidated on every use, never kept a year under a name it does not own."""
+NO_BODY_STATUSES = frozenset({204, 304})
+"""Answers that carry no Content-Length (RFC 9110 §8.6): a 304 would otherwise claim the body it has not."""
 
 
 def normalize_path(path: str) -> str:
@@ -47,6 +55,24 @@ def _status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
 
 
+class DateLine:
+    """The `Date` header line (RFC 9110 §6.6.1) for the current second, formatted once per second: the prepared
+    answers stay the same bytes, and the server adds this line to each as it writes it."""
+
+    __slots__ = ("_line", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def current(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._line = b"date: " + formatdate(second, usegmt=True).encode() + b"\r\n"
+            self._second = second
+        return self._line
+
+
 @dataclass(frozen=True)
 class Variant:
     """One ready answer: the ASGI status and headers, and the same as raw HTTP/1.1 bytes."""
@@ -54,12 +80,15 @@ class Variant:
     status: int
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
-    raw_head: bytes  # status line + headers + blank line
+    raw_lines: bytes
+    """Status line and headers, each ending in CRLF, without the blank line that ends the head: the server
+    adds the `Date` (and `Connection: close`) before it."""
 
     @classmethod
     def of(cls, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, length: int | None = None) -> Variant:
-        headers = [*headers, (b"content-length", str(len(body) if length is None else length).encode())]
-        raw = _status_line(status) + b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n"
+        if status not in NO_BODY_STATUSES:
+            headers = [*headers, (b"content-length", str(len(body) if length is None else length).encode())]
+        raw = _status_line(status) + b"".join(k + b": " + v + b"\r\n" for k, v in headers)
         return cls(status, tuple(headers), body, raw)
 
 
@@ -109,9 +138,9 @@ class PreparedPage:
         self.gzip = Variant.of(status, zipped, gz) if gz else None
         self.gzip_head = Variant.of(status, zipped, b"", length=len(gz)) if gz else None
         revalidates = status == 200 and bool(etag)
-        self.not_modified = Variant.of(304, plain_headers, b"", length=0) if revalidates else None
-        self.gzip_not_modified = Variant.of(304, gzip_headers, b"", length=0) if revalidates and gz else None
-        self.size = len(body) + len(gz) + 6 * len(self.plain.raw_head)
+        self.not_modified = Variant.of(304, plain_headers, b"") if revalidates else None
+        self.gzip_not_modified = Variant.of(304, gzip_headers, b"") if revalidates and gz else None
+        self.size = len(body) + len(gz) + 6 * len(self.plain.raw_lines)
         """Bytes this page holds in memory, near enough: both bodies and the six answers' heads."""
 
     @classmethod
@@ -127,11 +156,16 @@ class PreparedPage:
         )
 
     def answer(self, *, head: bool, accepts_gzip: bool, if_none_match: bytes) -> Variant:
+        """`If-None-Match: *` matches any current representation (RFC 9110 §13.1.2): a page that has one."""
         if accepts_gzip and self.gzip is not None:
-            if self.gzip_not_modified is not None and if_none_match and self.gzip_etag in if_none_match:
+            if self.gzip_not_modified is not None and if_none_match and (
+                self.gzip_etag in if_none_match or if_none_match.strip() == b"*"
+            ):
                 return self.gzip_not_modified
             return self.gzip_head if head and self.gzip_head is not None else self.gzip
-        if self.not_modified is not None and if_none_match and self.etag in if_none_match:
+        if self.not_modified is not None and if_none_match and (
+            self.etag in if_none_match or if_none_match.strip() == b"*"
+        ):
             return self.not_modified
         return self.head if head else self.plain
 
@@ -171,16 +205,36 @@ def request_preferences(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bytes
     return gzip_ok, if_none_match
 
 
-def static_pages() -> dict[str, PreparedPage]:
-    pages = {}
-    for name in ("site.css", "site.js"):
+@dataclass(frozen=True)
+class StaticAsset:
+    """One asset's two answers: cached for a year when asked for by its own content hash (`?v=`), revalidated
+    otherwise. Only the hash of these very bytes may be immutable: during a rolling deploy a page naming the
+    new version can reach a replica that still has the old file."""
+
+    version: str
+    versioned: PreparedPage
+    unversioned: PreparedPage
+
+    def page(self, query: bytes) -> PreparedPage:
+        if query == b"v=" + self.version.encode():
+            return self.versioned
+        asked = parse_qs(query.decode("latin-1")).get("v", []) if query else []
+        return self.versioned if asked == [self.version] else self.unversioned
+
+
+def static_assets() -> dict[str, StaticAsset]:
+    assets = {}
+    for name in sorted(ASSET_CONTENT_TYPES):
         body, content_type = asset_bytes(name)
         etag = ('"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"').encode()
-        pages[f"/static/{name}"] = PreparedPage(
-            200, body, gz=gzip.compress(body, mtime=0), content_type=content_type.encode(), etag=etag,
-            cache_control=ASSET_CACHE_CONTROL, route="static",
+        gz = gzip.compress(body, mtime=0)
+        versioned, unversioned = (
+            PreparedPage(200, body, gz=gz, content_type=content_type.encode(), etag=etag, cache_control=cache,
+                         route="static")
+            for cache in (ASSET_CACHE_CONTROL, UNVERSIONED_ASSET_CACHE_CONTROL)
         )
-    return pages
+        assets[f"/static/{name}"] = StaticAsset(asset_version(name), versioned, unversioned)
+    return assets
 
 
 class ReaderApp:
@@ -189,20 +243,27 @@ class ReaderApp:
     def __init__(self, cache: PageCache[PreparedPage], site: SiteConfig) -> None:
         self.cache = cache
         self.not_found = PreparedPage(404, render_error(404, site), route="missing")
-        self.static = static_pages()
+        self.static = static_assets()
 
-    def cached(self, path: str) -> PreparedPage | None:
-        """A page available without waiting (static asset or in-memory page), else None."""
+    def cached(self, path: str, query: bytes = b"") -> PreparedPage | None:
+        """A page available without waiting (static asset or in-memory page), else None. A query string is
+        only read for assets (`?v=`); a page asked for with one is left to the ASGI app."""
         path = normalize_path(path)
-        return self.static.get(path) or self.cache.peek(path)
+        asset = self.static.get(path)
+        if asset is not None:
+            return asset.page(query)
+        return None if query else self.cache.peek(path)
 
-    async def page(self, path: str) -> PreparedPage:
+    async def page(self, path: str, query: bytes = b"") -> PreparedPage:
         path = normalize_path(path)
-        return self.static.get(path) or await self.cache.get(path) or self.not_found
+        asset = self.static.get(path)
+        if asset is not None:
+            return asset.page(query)
+        return await self.cache.get(path) or self.not_found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        page = await self.page(scope["path"])
+        page = await self.page(scope["path"], scope.get("query_string", b""))
         accepts_gzip, if_none_match = request_preferences(scope["headers"])
         variant = page.answer(head=scope["method"] == "HEAD", accepts_gzip=accepts_gzip, if_none_match=if_none_match)
         labelled(HTTP_REQUESTS, "publisher", page.route, str(variant.status)).inc()

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from services.publisher.config import PublisherSettings
 from services.publisher.live import SiteKeys
 from services.publisher.rebuild import page_fingerprints, rebuild_site
+from services.publisher.render import asset_path
 from tests.support.drafts import ELECTION, get, make_draft, page_of, post, wait_for_version
 from tests.support.stack import ServiceStack
 
@@ -153,6 +154,27 @@ async def test_slug_change_leaves_a_301_and_the_feed_guid_stays(
     await eventually(one_feed_item)
 
 
+async def test_a_rewrite_ingested_before_its_original_still_receives_the_originals_links(
+    stack: ServiceStack, producer: AIOKafkaProducer
+) -> None:
+    """Partition lag, or the original redriven from the dead-letter topic: the rewrite arrives first and
+    lives at a path of its own; the original's `/a/`, path and old paths must all lead there."""
+    section = unique("rw")
+    original = make_draft(section=(section, section.title()), slugline="original story line")
+    rewrite = make_draft(section=(section, section.title()), slugline="rewritten story line",
+                         evolvedfrom=original["guid"], published=datetime(2024, 3, 21, 9, 0, tzinfo=UTC))
+    await post(producer, stack, rewrite)
+    rewrite_path, _ = await wait_for_version(stack, rewrite["guid"], 1)
+    await post(producer, stack, original)
+
+    async def original_leads_to_the_rewrite() -> bool:
+        first = await get(stack, f"/a/{original['guid']}")
+        return first.status_code == 301 and first.headers["location"] == rewrite_path
+    await eventually(original_leads_to_the_rewrite)
+    status, path, _ = await page_of(stack, original["guid"])
+    assert status == 200 and path == rewrite_path
+
+
 async def test_news_sitemap_lists_only_the_last_48_hours(stack: ServiceStack, producer: AIOKafkaProducer) -> None:
     fresh = make_draft(body=ELECTION, published=datetime.now(UTC) - timedelta(hours=2),
                        headline=f"Election goes to a second round {uuid.uuid4().hex[:6]}")
@@ -200,8 +222,15 @@ async def test_http_caching_compression_and_security_headers(
     assert (await get(stack, "/no/such/page")).status_code == 404
     robots = await get(stack, "/robots.txt")
     assert robots.status_code == 200 and "sitemap.xml" in robots.text.lower()
-    css = await get(stack, "/static/site.css")
+    assert page.headers["date"].endswith(" GMT") and "content-length" not in not_modified.headers
+    star = await get(stack, path, headers={"if-none-match": "*"})
+    assert star.status_code == 304
+    css = await get(stack, asset_path("site.css"))
     assert css.status_code == 200 and "immutable" in css.headers["cache-control"]
+    # Only the asset's own hash is kept for a year: another replica's version must not be cached as this file.
+    for other in ("/static/site.css?v=000000000000", "/static/site.css"):
+        stale = await get(stack, other)
+        assert stale.status_code == 200 and "immutable" not in stale.headers["cache-control"], other
     # every answer is counted and timed by route, for the dashboard's request rate and time panels
     metrics = (await get(stack, "/metrics")).text
     for route in ("page", "missing", "static"):

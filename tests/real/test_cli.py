@@ -226,3 +226,26 @@ async def test_operator_mistakes_get_one_line_and_an_exit_code(stack: ServiceSta
     )
     assert unreachable.returncode == 1 and "not reachable" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+async def test_site_rebuild_of_an_empty_log_and_its_one_line_errors(stack: ServiceStack) -> None:
+    """More workers than partitions holding records (here none) rebuild the empty site; an unreachable Redis is one
+    line and exit 1, as for every other command."""
+    prefix = f"cli-empty-{uuid.uuid4().hex[:6]}."
+    await topics.ensure_topics(stack.kafka, prefix=prefix, partitions=3)
+    env = {**stack.env("publisher"), "KAFKA_TOPIC_PREFIX": prefix, "REDIS_NAMESPACE": prefix.rstrip("."),
+           "REBUILD_WORKERS": "4", "COLUMNS": "200"}
+    empty = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "shared.cli", "site", "rebuild", "--dry-run"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert empty.returncode == 0, empty.stderr[-2000:]
+    assert "0 records replayed" in empty.stderr
+
+    no_redis = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "shared.cli", "site", "rebuild", "--dry-run"],
+        cwd=REPO, env={**env, "REDIS_URL": "redis://127.0.0.1:9/0"},
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert no_redis.returncode == 1 and "Redis is not reachable" in no_redis.stderr
+    assert "Traceback" not in no_redis.stderr

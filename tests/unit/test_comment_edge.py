@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from services.comments.handlers import body_to_html
+from services.comments.moderation import ModerationPolicy
 from services.publisher.comment_edge import (
+    FIELD_LIMITS,
     MAX_BODY_CHARS,
+    MAX_EMAIL_CHARS,
+    MAX_NAME_CHARS,
     PAGE,
     CommentForm,
     comment_id,
+    comments_close_at,
     form_token,
     is_valid_email,
     is_valid_url,
+    media_type,
     reader_ip,
     sent_from_elsewhere,
     token_valid,
     validate,
 )
+from services.publisher.render import render_article
+from services.publisher.site import SiteConfig
+from tests.unit.test_render import SITE, make_article, make_comment
 
 SECRET = "unit-secret"
 GUID = "urn:newsml:example.org:20240320:harbour"
@@ -141,7 +152,9 @@ def test_form_parsing_maps_wordpress_fields() -> None:
 def test_the_error_page_escapes_and_keeps_the_readers_text() -> None:
     form = CommentForm.from_fields(fields(comment='<script>alert("x")</script>\nSecond line', email="bad"))
     errors = validate(form, secret=SECRET)
-    html = PAGE.render(title="t", site_name="Broadsheet", errors=errors, form=form.refill(), back="/a")
+    html = PAGE.render(
+        title="t", site_name="Broadsheet", errors=errors, form=form.refill(), back="/a", kept="", message=""
+    )
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;\nSecond line</textarea>" in html
     assert 'value="bad"' in html
@@ -180,3 +193,80 @@ def test_behind_a_trusted_proxy_the_reader_is_the_address_it_appended() -> None:
 )
 def test_a_form_post_from_another_sites_page_is_told_apart(origin: str, host: str, elsewhere: bool) -> None:
     assert sent_from_elsewhere(origin, host, "https://news.example") is elsewhere
+
+
+@pytest.mark.parametrize(
+    ("content_type", "kind"),
+    [
+        ("application/json", "application/json"),
+        ("Application/JSON; charset=utf-8", "application/json"),
+        ("text/plain;charset=json", "text/plain"),
+        ("application/json-seq", "application/json-seq"),
+        ("", ""),
+    ],
+)
+def test_only_the_media_type_says_what_a_body_is(content_type: str, kind: str) -> None:
+    assert media_type(content_type) == kind
+
+
+def test_comments_close_when_moderation_closes_them() -> None:
+    published = datetime(2024, 3, 20, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert comments_close_at(published, 14) == datetime(2024, 4, 3, 7, 30, tzinfo=UTC)
+    assert comments_close_at(published.replace(tzinfo=None), 1) == datetime(2024, 3, 21, 9, 30, tzinfo=UTC)
+    assert comments_close_at(published, 0) is None
+    assert comments_close_at(published, 14) == published + ModerationPolicy().comments_close_after
+
+
+def test_the_limits_are_the_ones_validation_and_moderation_apply() -> None:
+    policy = ModerationPolicy()
+    assert FIELD_LIMITS["comment"] == MAX_BODY_CHARS == policy.max_body_chars
+    assert FIELD_LIMITS["author"] == MAX_NAME_CHARS == policy.max_name_chars
+    assert FIELD_LIMITS["email"] == MAX_EMAIL_CHARS
+    assert codes(author="n" * FIELD_LIMITS["author"]) == set()
+    assert codes(email="a" * 60 + "@" + "b" * (FIELD_LIMITS["email"] - 65) + ".org") == set()
+    assert codes(url="https://a.example/" + "p" * (FIELD_LIMITS["url"] - 18)) == set()
+    assert codes(url="https://a.example/" + "p" * (FIELD_LIMITS["url"] - 17)) == {"invalid_url"}
+
+
+def form_controls(page: str) -> dict[str, str]:
+    """name → the control's start tag, in the article page's comment form."""
+    form = page[page.index('<form id="commentform"'):page.index("</form>", page.index('<form id="commentform"'))]
+    return {m.group(2): m.group(0) for m in re.finditer(r'<(input|textarea)\b[^>]*\bname="([^"]+)"[^>]*>', form)}
+
+
+def test_the_article_forms_maxlengths_are_the_servers_limits() -> None:
+    controls = form_controls(render_article(make_article(), [], [], SITE).decode())
+    for name, limit in FIELD_LIMITS.items():
+        assert f'maxlength="{limit}"' in controls[name], controls[name]
+
+
+def test_without_javascript_the_reply_link_opens_the_reply_form() -> None:
+    page = render_article(make_article(), [], [make_comment("c1", 1)], SITE).decode()
+    link = re.search(r'<a class="comment-reply-link" href="([^"]+)"', page)
+    assert link is not None
+    assert link.group(1) == "/comments/c1/reply?comment_post_ID=urn%3Anewsml%3Abroadsheet%3A2024%3Aputin-losses"
+    assert "replytocom" not in page
+
+
+def test_the_article_page_tells_its_script_when_comments_close() -> None:
+    page = render_article(make_article(), [], [], SiteConfig(base_url=SITE.base_url)).decode()
+    respond = re.search(r'<section id="respond"([^>]*)>', page)
+    assert respond is not None
+    assert respond.group(1) == ' data-published="2024-03-20T09:30:00+00:00" data-close-after-days="14"'
+    assert '<p class="comments-closed" id="comments-closed" hidden>Comments are closed.</p>' in page
+    never = render_article(make_article(), [], [], SiteConfig(comments_close_after_days=0)).decode()
+    assert '<section id="respond">' in never
+
+
+def test_the_flood_window_has_one_name_in_both_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set once, the publisher's form and the comments pipeline refuse the same second comment."""
+    from services.comments.config import CommentsSettings
+    from services.publisher.config import PublisherSettings
+
+    monkeypatch.setenv("COMMENTS_FLOOD_SECONDS", "7")
+    assert PublisherSettings().comments_flood_seconds == CommentsSettings().comments_flood_seconds == 7
+    monkeypatch.setenv("COMMENTS_FLOOD_SECONDS", "0")  # no limit: the publisher must start and take comments
+    assert PublisherSettings().comments_flood_seconds == 0
+    monkeypatch.delenv("COMMENTS_FLOOD_SECONDS")
+    monkeypatch.setenv("COMMENT_FLOOD_SECONDS", "9")  # the publisher's older name still works
+    assert PublisherSettings().comments_flood_seconds == 9

@@ -11,7 +11,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
 
 import pytest
+from pydantic import ValidationError
 
+from services.publisher.config import PublisherSettings
+from services.publisher.rebuild import site_config
 from services.publisher.render import (
     MAX_COMMENT_DEPTH,
     MAX_SITEMAP_URLS,
@@ -285,6 +288,23 @@ def test_article_language_comes_from_the_article() -> None:
     assert document.find("html").attrs["lang"] == "fr"
 
 
+@pytest.mark.parametrize(
+    ("language", "direction"),
+    [("ar", "rtl"), ("he-IL", "rtl"), ("fa", "rtl"), ("ur", "rtl"), ("ckb", "rtl"), ("uz-Arab", "rtl"),
+     ("en", None), ("fr", None), ("ku-Latn", None), ("az-Latn", None)],
+)
+def test_right_to_left_articles_say_so(language: str, direction: str | None) -> None:
+    """Browsers lay a page out left to right unless told: `lang` alone does not set the direction."""
+    html_element = parse(article_page(language=language)).root.find("html")
+    assert html_element.attrs["lang"] == language
+    assert html_element.attrs.get("dir") == direction
+
+
+def test_pages_in_the_sites_language_keep_their_bytes_without_dir() -> None:
+    assert b'<html lang="en">' in article_page()
+    assert b'<html lang="en">' in render_error(404, SITE)
+
+
 def test_article_open_graph_tags() -> None:
     document = parse(article_page()).root
     og = {
@@ -503,7 +523,8 @@ def test_comment_author_link_reply_link_and_date() -> None:
     author_links = [a for a in anna.find_all("a") if a.attrs.get("rel") == "nofollow ugc noopener"]
     assert [a.attrs["href"] for a in author_links] == ["https://anna.example/blog"]
     reply_links = [a for a in anna.find_all("a") if "comment-reply-link" in a.attrs.get("class", "")]
-    assert reply_links[0].attrs["href"] == "?replytocom=c1#respond"
+    reply_form = "/comments/c1/reply?comment_post_ID=urn%3Anewsml%3Abroadsheet%3A2024%3Aputin-losses"
+    assert reply_links[0].attrs["href"] == reply_form
     assert reply_links[0].attrs["data-comment-id"] == "c1"
     assert "March 20 2024" in anna.find_all("time")[0].text()
     boris = document.by_id("comment-c2")
@@ -772,6 +793,44 @@ def test_rss_feed() -> None:
     assert entries[0].findtext("{http://purl.org/dc/elements/1.1/}creator") == "muhammadahmad"
 
 
+def test_rss_feed_language_is_the_one_its_items_share_else_the_sites() -> None:
+    arabic = [Summary.of(make_article(guid=f"urn:ar:{n}", language="ar")) for n in range(2)]
+    feed = parse_xml(render_rss(title="عربي", path="/section/arabic", items=arabic, site=SITE))
+    assert feed.findtext("channel/language") == "ar"
+    assert feed.findall("channel/item/{http://purl.org/dc/elements/1.1/}language") == []
+
+    mixed = [*arabic, *make_summaries(1)]
+    feed = parse_xml(render_rss(title="Broadsheet", path="/", items=mixed, site=SITE))
+    assert feed.findtext("channel/language") == "en"
+    languages = [item.findtext("{http://purl.org/dc/elements/1.1/}language") for item in feed.findall("channel/item")]
+    assert languages == ["ar", "ar", None]
+
+
+def test_a_listing_marks_items_in_another_language() -> None:
+    items = [Summary.of(make_article(guid="urn:ar:1", language="ar")), *make_summaries(1)]
+    page = render_listing(kind="home", title="Latest", path="/", items=items, page=0, newer_url=None,
+                          older_url=None, site=SITE)
+    summaries = parse(page).root.find_all("article")
+    assert summaries[0].attrs.get("lang") == "ar" and summaries[0].attrs.get("dir") == "rtl"
+    assert "lang" not in summaries[1].attrs and "dir" not in summaries[1].attrs
+
+
+def test_nav_sections_setting_reaches_every_pages_header() -> None:
+    settings = PublisherSettings(site_nav_sections="world=World, business ,world=Again,uk=United Kingdom")
+    site = site_config(settings)
+    assert site.nav_sections == (("world", "World"), ("business", "business"), ("uk", "United Kingdom"))
+    for page in (render_error(404, site), render_article(make_article(), [], [], site)):
+        nav = parse(page).root.find("nav", class_="site-nav")
+        assert [(a.attrs["href"], a.text()) for a in nav.find_all("a")] == [
+            ("/", "Home"), ("/section/world", "World"), ("/section/business", "business"),
+            ("/section/uk", "United Kingdom"),
+        ]
+    assert site_config(PublisherSettings()).nav_sections == ()
+    for bad in ("=World", "world=", "world=World,=x"):
+        with pytest.raises(ValidationError):
+            PublisherSettings(site_nav_sections=bad)
+
+
 def test_rss_feed_accepts_the_feed_path_and_an_empty_list() -> None:
     feed = parse_xml(render_rss(title="Broadsheet", path="/feed.xml", items=[], site=SITE))
     channel = feed.find("channel")
@@ -848,3 +907,16 @@ def test_error_pages(status: int, heading: str) -> None:
     assert [h1.text() for h1 in document.find_all("h1")] == [heading]
     assert document.find("meta", name="robots").attrs["content"] == "noindex"
     assert not document.find_all("link", rel="canonical")
+
+
+def test_the_lead_pictures_credit_is_shown_with_its_caption() -> None:
+    """Agency pictures are licensed on condition that the credit shows; without one, the caption alone."""
+    credited = Picture(href="https://cdn.news.example/a.jpg", caption="Cranes at dawn", credit="Photo: J. Smith/Agency")
+    figure = parse(render_article(make_article(picture=credited), [], [], SITE)).root.find(
+        "figure", class_="featured-picture"
+    )
+    assert figure.find("figcaption").text() == "Cranes at dawn Photo: J. Smith/Agency"
+    assert figure.find("span", class_="credit").text() == "Photo: J. Smith/Agency"
+    only_credit = Picture(href="https://cdn.news.example/a.jpg", credit="Reuters")
+    page = render_article(make_article(picture=only_credit), [], [], SITE).decode()
+    assert '<figcaption><span class="credit">Reuters</span></figcaption>' in page

@@ -1,7 +1,10 @@
 /*
  * Broadsheet reader script: progressive enhancement only, every page works without it.
  *
- * - "Reply" links set the form's comment_parent instead of reloading the page.
+ * - "Reply" links set the form's comment_parent instead of opening the reply page (the no-script path).
+ * - Once the article's comments have closed (its publication plus the site's closing period, both on #respond),
+ *   the form gives way to "Comments are closed.": the page was rendered while they were open and is served
+ *   unchanged, and the server would refuse every post.
  * - A submitted comment is remembered in localStorage and, once the server has confirmed it (the redirect
  *   lands on #comment-pending), shown to its author on that article as "Awaiting moderation" until the
  *   approved comment is published on the page. Everything is built with textContent: reader text is never parsed as markup.
@@ -13,6 +16,7 @@
   var CONFIRM_WINDOW_MS = 10 * 60 * 1000; // a submission never confirmed by then was refused
   var KEEP_MS = 14 * 24 * 60 * 60 * 1000; // moderation rarely takes longer; stale notes go away
   var MAX_KEPT = 20;
+  var DAY_MS = 24 * 60 * 60 * 1000;
 
   function metaContent(name) {
     var meta = document.querySelector('meta[name="' + name + '"]');
@@ -68,6 +72,27 @@
     return published.some(function (comment) {
       return comment.author === author && comment.body.indexOf(body) !== -1;
     });
+  }
+
+  function commentsClosed(respond, now) {
+    var published = Date.parse(respond.getAttribute("data-published") || "");
+    var days = Number(respond.getAttribute("data-close-after-days"));
+    return days > 0 && !isNaN(published) && now >= published + days * DAY_MS;
+  }
+
+  function closeComments(respond) {
+    var notice = document.getElementById("comments-closed");
+    Array.prototype.slice.call(respond.children).forEach(function (child) {
+      if (child !== notice && child.tagName !== "H2") {
+        child.remove();
+      }
+    });
+    Array.prototype.slice.call(document.querySelectorAll("#comments .comment-reply")).forEach(function (reply) {
+      reply.remove();
+    });
+    if (notice) {
+      notice.hidden = false;
+    }
   }
 
   function setUpReplies(form) {
@@ -210,7 +235,13 @@
   function start() {
     var guid = metaContent("broadsheet:guid");
     var form = document.getElementById("commentform");
+    var respond = document.getElementById("respond");
     if (!guid || !form) {
+      return;
+    }
+    if (respond && commentsClosed(respond, Date.now())) {
+      closeComments(respond);
+      showOwnPending(guid);
       return;
     }
     setUpReplies(form);
