@@ -356,16 +356,36 @@ def _text_blocks(markup: str, *, skip_figures: bool = False) -> list[str]:
     return _TextExtractor(skip_figures=skip_figures).text_blocks(markup)
 
 
+_OTHER_ELEMENTS: Final = frozenset(
+    {
+        "span", "div", "html", "body", "meta", "link", "base", "input", "button", "label", "font", "center", "nav",
+        "section", "article", "aside", "header", "footer", "main", "details", "summary", "dialog", "picture",
+        "source", "track", "map", "area", "param", "marquee", "blink", "image", "wbr", "dl", "dt", "dd", "ins",
+        "del", "kbd", "samp", "var", "dfn", "bdi", "bdo", "ruby", "rt", "rp", "data", "meter", "progress",
+        "output", "fieldset", "legend", "optgroup", "option", "datalist", "col", "colgroup", "address", "hgroup",
+        "menu", "slot", "search", "big", "tt", "strike", "acronym", "basefont", "bgsound", "keygen", "listing",
+    }
+)  # fmt: skip
+_NOT_A_TAG: Final = re.compile(
+    "<(?!!|/?(?:"
+    + "|".join(sorted(ALLOWED_TAGS | _DROPPED_WITH_CONTENT | _OTHER_ELEMENTS, key=len, reverse=True))
+    + r")(?=[\s/>]))",
+    re.IGNORECASE,
+)
+"""A "<" that opens no HTML element ("x<y and y>z", "C++ <vector>"): text, which a parser would take for a tag."""
+
+
 def sanitize_text(text: str) -> str:
     """Plain text for headlines, captions, bios and notes: no tags, entities decoded, one line.
 
     The result is text, not HTML: templates escape it. Markup inside is parsed (not just deleted by pattern) so
-    `<script>` content vanishes while `AT&amp;T` and `a < b` read as written.
+    `<script>` content vanishes while `AT&amp;T` and `a < b` read as written. A "<" that opens no HTML element is
+    kept as text first: parsed, "Why x<y and y>z" lost "y and y" as a tag.
     """
     if "<" not in text and "&" not in text:
         # Nothing to parse: the common case for headlines, names and tags, kept cheap.
         return _strip_controls(_collapse_whitespace(text))
-    cleaned = sanitize_html(text)
+    cleaned = sanitize_html(_NOT_A_TAG.sub("&lt;", text) if "<" in text else text)
     blocks = _text_blocks(cleaned)
     return _strip_controls(_collapse_whitespace(" ".join(blocks)))
 

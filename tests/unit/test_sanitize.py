@@ -283,6 +283,22 @@ def test_sanitize_text_strips_tags_decodes_entities_and_collapses_whitespace() -
     assert text == "AT&T beats forecasts — again <3"
 
 
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("Why x<y and y>z", "Why x<y and y>z"),
+        ("C++ <vector> explained", "C++ <vector> explained"),
+        ("Use <scripted> tests", "Use <scripted> tests"),
+        ("Crowds <3 the <em>new</em> bridge", "Crowds <3 the new bridge"),
+        ("Hi <script>alert(1)</script>there", "Hi there"),
+        ("A <SCRIPT\n>alert(1)</SCRIPT>b", "A b"),
+        ("<!-- note -->Text", "Text"),
+    ],
+)
+def test_a_less_than_sign_that_opens_no_element_stays_text(given: str, expected: str) -> None:
+    assert sanitize_text(given) == expected
+
+
 def test_sanitize_text_removes_controls_and_bidi_overrides() -> None:
     assert sanitize_text("Head\x00line\x07 \u202eevil\u202c") == "Headline evil"
 
