@@ -43,21 +43,20 @@ def _redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, An
     return event_dict
 
 
-def _to_json(event_dict: Any, **_: Any) -> str:
-    """JSON in pydantic-core's Rust encoder (a consumer writes a line per record, thousands per second);
-    the standard library takes over for what it cannot encode, such as bytes that are not UTF-8."""
-    try:
-        return pydantic_core.to_json(event_dict, fallback=str).decode()
-    except (pydantic_core.PydanticSerializationError, ValueError):
-        return json.dumps(event_dict, default=repr)
-
-
 def _to_json_bytes(event_dict: Any, **_: Any) -> bytes:
-    """`_to_json` as bytes, for `LineBuffer`: the line goes out as pydantic-core wrote it, no decode and encode."""
+    """JSON in pydantic-core's Rust encoder (a consumer writes a line per record, thousands per second);
+    the standard library takes over for what it cannot encode, such as bytes that are not UTF-8. Bytes, for
+    `LineBuffer`: the line goes out as pydantic-core wrote it, no decode and encode."""
     try:
         return pydantic_core.to_json(event_dict, fallback=str)
     except (pydantic_core.PydanticSerializationError, ValueError):
         return json.dumps(event_dict, default=repr).encode()
+
+
+def _to_json(event_dict: Any, **_: Any) -> str:
+    """`_to_json_bytes` as text, for the standard library's lines and a stderr without a byte layer."""
+    return _to_json_bytes(event_dict).decode()
+
 
 
 LOG_FLUSH_SECONDS = 0.1

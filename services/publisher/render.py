@@ -130,9 +130,8 @@ def rfc822_datetime(moment: datetime) -> str:
 
 # --- languages ----------------------------------------------------------------------------------------------
 
-RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku-arab", "ps", "sd", "syr", "ug",
-                           "ur", "yi"})
-"""Languages written right to left by default (`ku` only in Arabic script, so only as `ku-Arab`)."""
+RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ps", "sd", "syr", "ug", "ur", "yi"})
+"""Languages written right to left by default (`ku` is not: only `ku-Arab` is, by its script subtag)."""
 RTL_SCRIPTS = frozenset({"adlm", "arab", "hebr", "mand", "nkoo", "rohg", "samr", "syrc", "thaa"})
 LTR_SCRIPTS = frozenset({"cyrl", "latn"})
 
