@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -67,9 +68,7 @@ MAX_URL_CHARS = 200
 MAX_KEY_CHARS = 128
 REPLAY_SECONDS = 120
 DUPLICATE_SECONDS = 30 * 24 * 3600
-READER_COOKIE = "bs_reader"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_READER_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 CSP = (
     b"default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
     b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -327,6 +326,22 @@ def reader_ip(peer: str | None, forwarded_for: str, *, trust_proxy: bool) -> str
     return peer
 
 
+def reporting_network(ip: str | None) -> str:
+    """The network a reader's report counts for: the IPv4 /24 or the IPv6 /48 around the address.
+
+    A single reader easily gets another address in the same network (a mobile reconnect, an IPv6 privacy
+    address), rarely one in another network. An address that cannot be read counts as one unknown network.
+    """
+    try:
+        address = ipaddress.ip_address((ip or "").strip())
+    except ValueError:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
 class CommentEdge:
     def __init__(
         self,
@@ -562,12 +577,13 @@ class CommentEdge:
     # --- reports ------------------------------------------------------------------------------------------
 
     def reader(self, request: Request) -> str:
-        """Who reports: the reader cookie when the site set one, else the IP and the browser."""
-        for part in request.header("cookie").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == READER_COOKIE and _READER_RE.match(value):
-                return self._hash("reader-cookie", value)
-        return self._hash("reader", f"{self.client_ip(request) or ''}\x00{request.header('user-agent')}")
+        """Who reports, for the rule that three readers' reports hide a comment: the reader's network.
+
+        Everything else a request carries (a cookie, the browser's name) is the client's to choose, so one person
+        could report three times as three readers and hide any comment alone. Readers sharing a network (an
+        office, a campus) count as one; the comment then waits for other networks' reports or a moderator.
+        """
+        return self._hash("reader-network", reporting_network(self.client_ip(request)))
 
     async def report(self, request: Request) -> Response:
         kind = media_type(request.header("content-type"))

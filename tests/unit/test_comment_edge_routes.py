@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from services.publisher.comment_edge import FIELD_LIMITS, CommentEdge, form_token
+from services.publisher.comment_edge import FIELD_LIMITS, CommentEdge, form_token, reporting_network
 from services.publisher.config import PublisherSettings
 from services.publisher.render import Summary, asset_path
 from shared.contracts.articles import Term
@@ -207,6 +207,35 @@ async def test_reports_from_the_sites_own_pages_and_scripts_still_count(site: Si
     ))
     assert script.status == 202
     assert len(site.broker.sent) == 2
+
+
+def report_from(ip: str, **headers: str) -> Request:
+    body = json.dumps({"comment_post_ID": GUID}).encode()
+    named = {"host": "news.example", "content-type": "application/json", **headers}
+    return Request("POST", f"/comments/{APPROVED}/report", b"", named, ip, body, {"id": APPROVED})
+
+
+async def test_one_person_cannot_report_as_three_readers(site: Site) -> None:
+    """A reader is their network: another browser name, cookie or address next door is the same reader."""
+    same_person = [
+        report_from("203.0.113.9", user_agent="Firefox"),
+        report_from("203.0.113.9", user_agent="Chrome", cookie="bs_reader=forgedreader0001"),
+        report_from("203.0.113.200", user_agent="Safari"),
+    ]
+    others = [report_from("198.51.100.7"), report_from("2001:db8:1:2::1"), report_from("::ffff:192.0.2.1")]
+    for answer in [await site.edge.report(r) for r in [*same_person, *others]]:
+        assert answer.status == 202
+    reporters = [json.loads(value)["reporter"] for _, value in site.broker.sent]
+    assert len(set(reporters[:3])) == 1
+    assert len(set(reporters)) == 4
+
+
+def test_reporting_networks() -> None:
+    assert reporting_network("203.0.113.9") == reporting_network("203.0.113.250") == "203.0.113.0/24"
+    assert reporting_network("203.0.114.9") != reporting_network("203.0.113.9")
+    assert reporting_network("2001:db8:1:2::1") == reporting_network("2001:db8:1:ffff::9") == "2001:db8:1::/48"
+    assert reporting_network("::ffff:192.0.2.1") == "192.0.2.0/24"
+    assert reporting_network(None) == reporting_network("not an address") == "unknown"
 
 
 # --- 2: closed articles --------------------------------------------------------------------------------------
