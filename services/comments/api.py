@@ -166,6 +166,7 @@ class ModerationApi:
                 "section": state.section,
                 "published_at": state.published_at,
                 "premoderated": state.premoderated,
+                "surge_premoderated": state.surge,
                 "section_premoderated": state.section in sections,
             }
         )

@@ -1,8 +1,9 @@
 """What moderation needs to know about articles: known, killed, withheld, when published, which section.
 
 Kept in Redis from the articles topic (fenced by version), so every comments replica sees the same state and
-a flushed Redis is rebuilt by replaying the topic. The same hash carries the article's `premoderated` flag,
-set by surge protection or a moderator; the fenced script never touches it.
+a flushed Redis is rebuilt by replaying the topic. The same hash carries two pre-moderation flags, which the
+fenced script never touches: `premoderated`, a moderator's, and `surge`, surge protection's. Each has one writer,
+so a surge ending never lifts the pre-moderation a moderator asked for.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class ArticleState:
     published_at: datetime | None
     section: str
     premoderated: bool = False
+    """Set by a moderator."""
+    surge: bool = False
+    """Set by surge protection while the article's comments surge."""
 
     @classmethod
     def from_hash(cls, guid: str, raw: Mapping[bytes, bytes]) -> ArticleState | None:
@@ -58,6 +62,7 @@ class ArticleState:
             published_at=datetime.fromisoformat(published) if published else None,
             section=raw.get(b"section", b"").decode(),
             premoderated=raw.get(b"premoderated") == b"1",
+            surge=raw.get(b"surge") == b"1",
         )
 
 

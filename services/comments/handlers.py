@@ -166,8 +166,11 @@ class BatchState:
     author_last: dict[str, float] = field(default_factory=dict)
     ip_last: dict[str, float] = field(default_factory=dict)
     bodies: set[tuple[str, str]] = field(default_factory=set)  # (email hash, "guid:body hash")
-    premoderation: dict[str, bool] = field(default_factory=dict)
+    surge_flags: dict[str, bool] = field(default_factory=dict)
+    """Articles whose surge pre-moderation switched in this batch (a moderator's own flag is not the batch's)."""
     clear_reporters: set[str] = field(default_factory=set)
+    fresh_reporters: dict[str, set[str]] = field(default_factory=dict)
+    """Readers who reported a comment after this batch approved it: its reporters once the old ones are gone."""
     stale_articles: set[str] = field(default_factory=set)
     surge_touched: set[str] = field(default_factory=set)
 
@@ -459,7 +462,7 @@ class CommentPipeline:
         if stored is None:
             article = ArticleState(known=False)
         else:
-            premoderated = batch.premoderation.get(guid, stored.premoderated) or self.surge.is_on(guid)
+            premoderated = stored.premoderated or self.surge.is_on(guid)
             sections = batch.prefetched.sections_premoderated or set()
             article = ArticleState(
                 known=True,
@@ -501,7 +504,13 @@ class CommentPipeline:
             return "forwarded"
         if event.article_guid != record.article_guid:
             raise Reject("wrong_article", f"comment {event.id} is not on article {event.article_guid}")
-        count = await self.store.add_reporter(record.id, event.reporter)
+        if record.id in batch.clear_reporters:
+            # Approved earlier in this batch: the reporters before it are cleared when the batch is written.
+            fresh = batch.fresh_reporters.setdefault(record.id, set())
+            fresh.add(event.reporter)
+            count = len(fresh)
+        else:
+            count = await self.store.add_reporter(record.id, event.reporter)
         if record.status != "approved" or count < self.settings.comments_report_threshold:
             return "report_noted"
         now = datetime.now(UTC)
@@ -533,6 +542,7 @@ class CommentPipeline:
         if event.action == "approve":
             batch.author_approved.add(record.email_hash)
             batch.clear_reporters.add(record.id)
+            batch.fresh_reporters.pop(record.id, None)
         log.info(
             "comment moderated", comment=record.id, guid=record.article_guid, action=event.action,
             moderator=event.moderator, revision=updated.revision,
@@ -575,7 +585,7 @@ class CommentPipeline:
         self.surge_loaded.add(guid)
         change = self.surge.observe(guid, surge_signal(decision), now)
         if change is not None:
-            batch.premoderation[guid] = change.state == "on"
+            batch.surge_flags[guid] = change.state == "on"
             await outbox.send(self.alerts_topic, guid, self.alert(change))
             log.warning("comment surge", guid=guid, state=change.state, reason=change.reason)
 
@@ -600,7 +610,7 @@ class CommentPipeline:
         batch = CommandBatch()
         for change in changes:
             flag = "1" if change.state == "on" else "0"
-            batch.command("HSET", self.store.article_key(change.article_guid), "premoderated", flag)
+            batch.command("HSET", self.store.article_key(change.article_guid), "surge", flag)
         self._save_surge(batch, set(self.surge_loaded))
         await batch.execute(self.redis)
         return changes
@@ -661,8 +671,10 @@ class CommentPipeline:
             writes.command("SADD", store.near_key(key), *ids)
         for comment_id in batch.clear_reporters:
             writes.command("DEL", store.reporters_key(comment_id))
-        for guid, on in batch.premoderation.items():
-            writes.command("HSET", store.article_key(guid), "premoderated", "1" if on else "0")
+            if batch.fresh_reporters.get(comment_id):
+                writes.command("SADD", store.reporters_key(comment_id), *sorted(batch.fresh_reporters[comment_id]))
+        for guid, on in batch.surge_flags.items():
+            writes.command("HSET", store.article_key(guid), "surge", "1" if on else "0")
         self._save_surge(writes, batch.surge_touched)
         await writes.execute(self.redis)
         if records:

@@ -12,7 +12,7 @@ Key layout (all under the namespace, e.g. `bs`; braces are Redis Cluster hash ta
 | `bs:comments:{n:NEAR_KEY}` | set | ids of near-identical comments (bulk moderation of a wave) |
 | `bs:comments:{bans}:email`, `…:ip` | set | hashed banned addresses |
 | `bs:comments:{premod}:sections` | hash | section code → `1` when the section is pre-moderated |
-| `bs:comments:{GUID}:article` | hash | article state (see `articles.py`) plus `premoderated` |
+| `bs:comments:{GUID}:article` | hash | article state (`articles.py`), `premoderated` (a moderator's), `surge` |
 | `bs:comments:{GUID}:surge` | string | the article's surge-detector state (JSON) |
 
 E-mail addresses and IPs are stored only as keyed hashes. A record is written once per revision: creating it is

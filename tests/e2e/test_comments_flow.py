@@ -533,6 +533,46 @@ async def test_three_reports_hide_a_comment(
     assert held["id"] in [c["id"] for c in await mod.queue("reported")]
 
 
+def report_event(comment_id: str, guid: str, reporter: str) -> bytes:
+    return json.dumps({
+        "event": "comment.reported", "id": comment_id, "article_guid": guid, "reporter": reporter,
+        "reported_at": datetime.now(UTC).isoformat(),
+    }).encode()
+
+
+async def test_a_report_in_the_batch_that_approves_a_hidden_comment_counts_alone(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    """Approving a comment that reports hid forgets those reports, and a report right behind the approval (one
+    consumer batch) is the first of the new count: it neither hides the comment again nor gets lost."""
+    guid, path = await article(stack, producer, mod)
+    assert (await new_reader(stack, readers).comment(guid, path, "A view some readers dislike.")).status_code == 303
+    [held] = await mod.comment_on(guid, "pending")
+    assert (await mod.post(f"/moderation/comments/{held['id']}/approve")).status_code == 202
+    await mod.status_of(held["id"], "approved")
+    submissions = stack.topic("broadsheet.comments.submitted")
+    for n in range(3):
+        await producer.send_and_wait(submissions, report_event(held["id"], guid, f"old-reader-{n}"), key=guid.encode())
+    await mod.status_of(held["id"], "reported")
+
+    approval = {
+        "event": "comment.moderation", "action_id": uuid.uuid4().hex, "id": held["id"], "article_guid": guid,
+        "action": "approve", "moderator": "Ann", "requested_at": datetime.now(UTC).isoformat(),
+    }
+    await producer.send(submissions, json.dumps(approval).encode(), key=guid.encode())
+    await producer.send(submissions, report_event(held["id"], guid, "new-reader-0"), key=guid.encode())
+    await producer.flush()
+    record = await mod.status_of(held["id"], "approved")
+    await asyncio.sleep(1.0)
+    record = await mod.get(f"/moderation/comments/{held['id']}")
+    assert (record["status"], record["reports"]) == ("approved", 0), record["history"]
+
+    for n in range(1, 3):  # with the report kept, two more readers make three
+        await producer.send_and_wait(submissions, report_event(held["id"], guid, f"new-reader-{n}"), key=guid.encode())
+    record = await mod.status_of(held["id"], "reported")
+    assert record["reports"] == 3
+
+
 async def test_moderation_api_needs_the_token(stack: ServiceStack) -> None:
     async with httpx.AsyncClient(base_url=stack.url("comments")) as client:
         assert (await client.get("/moderation/comments?status=pending")).status_code == 401
