@@ -7,10 +7,10 @@ moderator actions); decisions go to the decisions topic and surge notices to the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaMessage
 
 from services.comments.api import ModerationApi
 from services.comments.articles import ArticleStates
@@ -20,7 +20,7 @@ from services.comments.store import CommentStore
 from services.comments.ui import ModerationUi
 from shared import topics
 from shared.http import ServiceApp
-from shared.kafka import Outbox, consumer_options, records_of, topic_name
+from shared.kafka import Outbox, subscribe, topic_name
 from shared.logging import get_logger
 from shared.service import build_runtime, cancel_and_wait
 
@@ -41,24 +41,14 @@ def create_app(settings: CommentsSettings | None = None) -> ServiceApp:
         decisions_topic=topic_name(settings, topics.COMMENT_DECISIONS),
         alerts_topic=topic_name(settings, topics.DESK_ALERTS),
     )
-    handlers = {articles_topic: articles.on_record, submissions: pipeline.on_record}
+    async def prepare(records: Sequence[ConsumerRecord[Any, Any]], _: Outbox) -> None:
+        await pipeline.prepare(records, submissions)
 
-    async def dispatch(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
-        return await handlers[record.topic](record, outbox)
-
-    subscriber = runtime.broker.subscriber(
-        articles_topic, submissions, **consumer_options(settings, SERVICE),
-        title=f"{SERVICE}:main",
+    subscribe(
+        runtime.runner, {articles_topic: articles.on_record, submissions: pipeline.on_record}, prepare=prepare,
         description="Article lifecycle and reader comments, reports and moderator actions: every comment is "
         "decided once, and every decision goes to the decisions topic.",
     )
-
-    async def consume(_: Any, message: KafkaMessage) -> None:
-        records = records_of(message)
-        await pipeline.prepare(records, submissions)
-        await runtime.runner.run(records, dispatch)
-
-    subscriber(consume)
 
     ModerationApi(
         store, articles, pipeline.hasher, runtime.broker, submissions, settings.moderation_token.get_secret_value()

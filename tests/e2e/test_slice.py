@@ -73,6 +73,24 @@ async def test_draft_to_page_within_five_seconds(stack: ServiceStack, producer: 
     assert f'<meta name="broadsheet:guid" content="{guid}">' in page.text
 
 
+async def test_every_consumer_reports_its_lag(stack: ServiceStack, producer: AIOKafkaProducer) -> None:
+    """The lag alerts and dashboards read `broadsheet_consumer_lag` from each service: a draft reaches all four
+    consumers (comments and related read its article event), and each must then report the partitions it read."""
+    guid = f"slice-{uuid.uuid4().hex}"
+    await producer.send_and_wait(stack.topic("newsroom.drafts"), json.dumps(draft(guid)).encode(), key=guid.encode())
+    assert await fetch_page(stack, guid) is not None
+    async with httpx.AsyncClient() as client:
+        async def lag_reported(service: str) -> bool:
+            text = (await client.get(stack.url(service, "/metrics"))).text
+            return any(
+                line.startswith("broadsheet_consumer_lag{") and f'service="{service}"' in line
+                for line in text.splitlines()
+            )
+
+        for service in ("ingest", "related", "comments", "publisher"):
+            assert await stack.wait_for(lambda s=service: lag_reported(s), timeout=10), f"{service} reports no lag"
+
+
 async def test_bad_drafts_are_dead_lettered_and_the_next_one_is_published(
     stack: ServiceStack, producer: AIOKafkaProducer
 ) -> None:
