@@ -10,11 +10,18 @@ hashes.
 |---|---|---|---|
 | GET | `/moderation/comments?status=pending&limit=50&before=EPOCH&near_key=K` | | list, newest first |
 | GET | `/moderation/comments/{id}` | | one comment with its history |
-| POST | `/moderation/comments/{id}/approve\\|reject\\|spam\\|restore` | `{"reason", "moderator"}` (optional) | 202 |
+| POST | `/moderation/comments/{id}/ACTION` | `{"reason", "moderator", "expected_revision"}` | 202 |
 | POST | `/moderation/comments/bulk` | `{"action", "ids": [...]}` or `{"action", "near_key", "statuses"}` | 202 |
 | POST | `/moderation/bans` | `{"email"}`, `{"ip"}` or `{"comment_id", "with_ip"}`; `{"reason", "moderator"}` | 201 |
 | POST | `/moderation/premoderation` | `{"article" or "section", "on": true\\|false}` | 200 |
 | GET | `/moderation/articles/{guid}` | | the article as moderation sees it |
+
+ACTION is approve, reject, spam or restore.
+
+An action that names the revision it was decided on (`expected_revision`) is refused with 409 when the comment
+changed since (another moderator or the readers decided first), here and, if the change is still on its way, by the
+consumer. An approval is refused with 409 when it would show a banned author's comment, or a reply whose parent is
+not shown.
 """
 
 from __future__ import annotations
@@ -139,12 +146,17 @@ class ModerationApi:
         near = query.get("near_key", [None])[0]
         if near:
             records = [r for r in await self.store.records(await self.store.near_ids(near)) if r is not None]
-            records = sorted((r for r in records if r.status == status), key=_newest_first)[:limit]
+            records = sorted((r for r in records if r.status == status), key=_newest_first)
+            total = len(records)
+            records = records[:limit]
         else:
             ids = await self.store.queue(status, limit, before)
             records = [r for r in await self.store.records(ids) if r is not None and r.status == status]
+            total = await self.store.queue_size(status)
         counts = await self.store.near_counts(r.near_key for r in records)
-        return json_response([r.public(counts.get(r.near_key)) for r in records])
+        # The whole queue's size, so a page of it can say how much more there is.
+        headers = [(b"x-total-count", str(total).encode())]
+        return json_response([r.public(counts.get(r.near_key)) for r in records], headers=headers)
 
     async def one_comment(self, request: Request) -> Response:
         record = await self.store.record(request.params["id"])
@@ -180,13 +192,25 @@ class ModerationApi:
         data = json_body(request)
         moderator = _text(data, "moderator", 100) or "moderator"
         reason = _text(data, "reason", 500)
+        expected = data.get("expected_revision")
+        if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool) or expected < 1):
+            return problem(400, "expected_revision must be a positive integer")
         record = await self.store.record(request.params["id"])
         if record is None:
             return problem(404, "no such comment")
+        if expected is not None and record.revision != expected:
+            return problem(
+                409, f"the comment changed since revision {expected}: it is {record.status} now",
+                id=record.id, comment_status=record.status, revision=record.revision, actor=record.actor,
+            )
         target = ACTION_STATUS[action]
         if record.status == target:
             return json_response({"id": record.id, "status": record.status, "changed": False})
-        await self._send([record], action, moderator, reason)
+        if action == "approve":
+            refusal = await self._approval_refused(record)
+            if refusal is not None:
+                return refusal
+        await self._send([record], action, moderator, reason, expected)
         return json_response(
             {"id": record.id, "action": action, "status": target, "previous_status": record.status,
              "changed": True},
@@ -211,6 +235,8 @@ class ModerationApi:
             statuses = data.get("statuses") or WORK_STATUSES
             if not isinstance(statuses, list | tuple) or not set(statuses) <= set(STATUSES):
                 return problem(400, f"statuses must be a list of {', '.join(STATUSES)}")
+            # The audit trail says the decision was taken for a group, not comment by comment.
+            reason = f"{reason} (near-identical group)" if reason else "near-identical group"
         else:
             return problem(400, "give ids or near_key")
         unique = list(dict.fromkeys(ids))[:MAX_BULK]
@@ -229,7 +255,27 @@ class ModerationApi:
             202,
         )
 
-    async def _send(self, records: Sequence[CommentRecord], action: str, moderator: str, reason: str | None) -> None:
+    async def _approval_refused(self, record: CommentRecord) -> Response | None:
+        """An approval that would publish what moderation already refused: a banned author's comment, or a reply
+        whose parent is not on the page (it would show out of its thread)."""
+        banned = await self.store.bans_of(record)
+        if banned:
+            return problem(409, f"the author's {' and '.join(banned)} is banned: reject the comment instead",
+                           id=record.id, banned=banned)
+        if record.parent_id is not None:
+            parent = await self.store.record(record.parent_id)
+            if parent is None or parent.status != "approved":
+                parent_status = parent.status if parent is not None else "unknown"
+                return problem(
+                    409, f"this reply answers a comment that is {parent_status}: approve that one first",
+                    id=record.id, parent_id=record.parent_id, parent_status=parent_status,
+                )
+        return None
+
+    async def _send(
+        self, records: Sequence[CommentRecord], action: str, moderator: str, reason: str | None,
+        expected_revision: int | None = None,
+    ) -> None:
         now = datetime.now(UTC)
         await self._publish([
             (
@@ -242,6 +288,7 @@ class ModerationApi:
                     moderator=moderator,
                     reason=reason,
                     requested_at=now,
+                    expected_revision=expected_revision,
                 ),
             )
             for record in records

@@ -529,6 +529,12 @@ class CommentPipeline:
             raise Reject("unknown_comment", f"no comment {event.id} to {event.action}")
         if event.action_id in record.actions:
             return "duplicate"
+        if event.expected_revision is not None and record.revision != event.expected_revision:
+            log.info(
+                "moderator action on a changed comment not applied", comment=record.id, action=event.action,
+                moderator=event.moderator, expected_revision=event.expected_revision, revision=record.revision,
+            )
+            return "stale"
         status = ACTION_STATUS[event.action]
         note = (event.reason or "").strip()
         reasons = [ACTION_REASON[event.action], *([note] if note else [])]

@@ -221,6 +221,9 @@ class CommentStore:
         raw = await self.redis.zrevrangebyscore(self.queue_key(status), top, "-inf", start=0, num=limit)
         return [member.decode() for member in cast(list[bytes], raw)]
 
+    async def queue_size(self, status: str) -> int:
+        return int(await self.redis.zcard(self.queue_key(status)))
+
     async def near_ids(self, key: str) -> list[str]:
         raw = cast(set[bytes], await self.redis.smembers(self.near_key(key)))
         return sorted(member.decode() for member in raw)
@@ -238,6 +241,14 @@ class CommentStore:
     # writes outside the event flow (moderator state)
     async def ban(self, kind: str, hashed: str) -> bool:
         return bool(await self.redis.sadd(self.bans_key(kind), hashed))
+
+    async def bans_of(self, record: CommentRecord) -> list[str]:
+        """Which of the comment's author's e-mail and IP are banned ("email", "ip")."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sismember(self.bans_key("email"), record.email_hash)
+            pipe.sismember(self.bans_key("ip"), record.ip_hash or "")
+            email, ip = await pipe.execute()
+        return [kind for kind, banned in (("email", email), ("ip", ip and record.ip_hash)) if banned]
 
     async def set_section_premoderation(self, section: str, on: bool) -> None:
         if on:

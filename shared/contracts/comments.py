@@ -56,6 +56,11 @@ class ModerationAction(EventModel):
     moderator: str
     reason: str | None = None
     requested_at: datetime
+    expected_revision: int | None = Field(
+        default=None,
+        description="the revision the moderator decided on; when the comment has changed since, the action is "
+        "not applied (another moderator or the readers decided first)",
+    )
 
 
 class ModerationBan(EventModel):

@@ -461,6 +461,7 @@ async def test_banned_words_bans_and_near_identical_bulk(
     for comment in held:
         record = await mod.status_of(comment["id"], "rejected")
         assert record["actor"] == "moderator"
+        assert record["reasons"] == ["rejected_by_moderator", "near-identical group"]
 
 
 async def test_three_reports_hide_a_comment(
@@ -571,6 +572,87 @@ async def test_a_report_in_the_batch_that_approves_a_hidden_comment_counts_alone
         await producer.send_and_wait(submissions, report_event(held["id"], guid, f"new-reader-{n}"), key=guid.encode())
     record = await mod.status_of(held["id"], "reported")
     assert record["reports"] == 3
+
+
+async def test_moderators_who_decided_on_an_old_revision_are_refused(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    """Two moderators on one comment: the second one's decision, taken on the revision both saw, is refused (409 at
+    the API; by the consumer too when it arrives after the first one's)."""
+    guid, path = await article(stack, producer, mod)
+    assert (await new_reader(stack, readers).comment(guid, path, "Two moderators, one comment.")).status_code == 303
+    [held] = await mod.comment_on(guid, "pending")
+    assert held["revision"] == 1
+    first = await mod.post(f"/moderation/comments/{held['id']}/approve", {"moderator": "Ann", "expected_revision": 1})
+    assert first.status_code == 202, first.text
+    await mod.status_of(held["id"], "approved")
+    second = await mod.post(f"/moderation/comments/{held['id']}/reject", {"moderator": "Bob", "expected_revision": 1})
+    assert second.status_code == 409
+    assert (second.json()["comment_status"], second.json()["revision"]) == ("approved", 2)
+    assert "changed since revision 1" in second.json()["error"]
+    bad = await mod.post(f"/moderation/comments/{held['id']}/reject", {"expected_revision": "1"})
+    assert bad.status_code == 400
+
+    # The same stale decision straight on the topic, as if the API had read the record before Ann's was applied.
+    stale = {
+        "event": "comment.moderation", "action_id": uuid.uuid4().hex, "id": held["id"], "article_guid": guid,
+        "action": "reject", "moderator": "Bob", "requested_at": datetime.now(UTC).isoformat(), "expected_revision": 1,
+    }
+    await producer.send_and_wait(stack.topic("broadsheet.comments.submitted"), json.dumps(stale).encode(),
+                                 key=guid.encode())
+    behind = {**stale, "action_id": uuid.uuid4().hex, "action": "spam", "expected_revision": 2, "moderator": "Cy"}
+    await producer.send_and_wait(stack.topic("broadsheet.comments.submitted"), json.dumps(behind).encode(),
+                                 key=guid.encode())
+    record = await mod.status_of(held["id"], "spam")  # applied in order: the stale one before it changed nothing
+    assert [(h["status"], h["actor"]) for h in record["history"]] == [
+        ("pending", "pipeline"), ("approved", "Ann"), ("spam", "Cy")
+    ]
+
+
+async def test_approvals_that_would_show_what_moderation_refused_are_refused(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    guid, path = await article(stack, producer, mod)
+    troll = new_reader(stack, readers)
+    assert (await troll.comment(guid, path, "Held before the ban.")).status_code == 303
+    [held] = await mod.comment_on(guid, "pending")
+    assert (await mod.post("/moderation/bans", {"comment_id": held["id"], "moderator": "Ann"})).status_code == 201
+    refused = await mod.post(f"/moderation/comments/{held['id']}/approve")
+    assert refused.status_code == 409 and refused.json()["banned"] == ["email"]
+    assert (await mod.post(f"/moderation/comments/{held['id']}/reject")).status_code == 202
+
+    # A reply whose parent was taken down after the reply came in would show out of its thread.
+    parent_author, replier = new_reader(stack, readers), new_reader(stack, readers)
+    assert (await parent_author.comment(guid, path, "A parent comment.")).status_code == 303
+    [parent] = [c for c in await mod.comment_on(guid, "pending") if c["body"] == "A parent comment."]
+    assert (await mod.post(f"/moderation/comments/{parent['id']}/approve")).status_code == 202
+    await page_until(stack, path, lambda html: f'id="comment-{parent["id"]}"' in html)
+    reply = await replier.comment(guid, path, "A reply to it.", comment_parent=parent["id"])
+    assert reply.status_code == 303
+    [held_reply] = [c for c in await mod.comment_on(guid, "pending") if c["parent_id"] == parent["id"]]
+    assert (await mod.post(f"/moderation/comments/{parent['id']}/reject")).status_code == 202
+    await mod.status_of(parent["id"], "rejected")
+    orphan = await mod.post(f"/moderation/comments/{held_reply['id']}/approve")
+    assert orphan.status_code == 409 and orphan.json()["parent_status"] == "rejected"
+    assert (await mod.post(f"/moderation/comments/{parent['id']}/approve")).status_code == 202
+    await mod.status_of(parent["id"], "approved")
+    assert (await mod.post(f"/moderation/comments/{held_reply['id']}/approve")).status_code == 202
+
+
+async def test_a_queue_page_says_how_long_the_queue_is(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    guid, path = await article(stack, producer, mod)
+    for n in range(2):
+        assert (await new_reader(stack, readers).comment(guid, path, f"Queue entry {n}.")).status_code == 303
+    await wait(lambda: _mine(mod, guid, 2))
+    answer = await mod.client.get("/moderation/comments", params={"status": "pending", "limit": 1})
+    assert answer.status_code == 200 and len(answer.json()) == 1
+    assert int(answer.headers["x-total-count"]) >= 2
+
+
+async def _mine(mod: Moderation, guid: str, count: int) -> bool:
+    return len([c for c in await mod.queue("pending") if c["article_guid"] == guid]) >= count
 
 
 async def test_moderation_api_needs_the_token(stack: ServiceStack) -> None:
