@@ -29,6 +29,7 @@ from shared.contracts.comments import (
     CommentSubmitted,
     ModerationAction,
     ModerationBan,
+    ModerationPremoderation,
     SurgeAlert,
 )
 from shared.contracts.deadletter import HEADER_PREFIX, DeadLetter
@@ -80,7 +81,9 @@ PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
     topics.DRAFTS: (NinjsDraft,),
     topics.ARTICLES: (ArticlePublished, ArticleWithdrawn, ArticleKilled),
     topics.RELATED: (RelatedLinksUpdated,),
-    topics.COMMENT_SUBMISSIONS: (CommentSubmitted, CommentReported, ModerationAction, ModerationBan),
+    topics.COMMENT_SUBMISSIONS: (
+        CommentSubmitted, CommentReported, ModerationAction, ModerationBan, ModerationPremoderation
+    ),
     topics.COMMENT_DECISIONS: (CommentDecided,),
     topics.DESK_ALERTS: (SurgeAlert,),
 }

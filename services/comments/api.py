@@ -13,7 +13,7 @@ hashes.
 | POST | `/moderation/comments/{id}/ACTION` | `{"reason", "moderator", "expected_revision"}` | 202 |
 | POST | `/moderation/comments/bulk` | `{"action", "ids": [...]}` or `{"action", "near_key", "statuses"}` | 202 |
 | POST | `/moderation/bans` | `{"email"}`, `{"ip"}` or `{"comment_id", "with_ip"}`; `{"reason", "moderator"}` | 201 |
-| POST | `/moderation/premoderation` | `{"article" or "section", "on": true\\|false}` | 200 |
+| POST | `/moderation/premoderation` | `{"article" or "section", "on": true\\|false, "reason", "moderator"}` | 200 |
 | GET | `/moderation/articles/{guid}` | | the article as moderation sees it |
 
 ACTION is approve, reject, spam or restore.
@@ -39,7 +39,7 @@ from faststream.kafka import KafkaBroker
 from services.comments.articles import ArticleStates
 from services.comments.handlers import ACTION_STATUS
 from services.comments.store import STATUSES, CommentRecord, CommentStore, Hasher
-from shared.contracts.comments import ModerationAction, ModerationBan
+from shared.contracts.comments import ModerationAction, ModerationBan, ModerationPremoderation
 from shared.http import Request, Response, Router, json_response, problem
 from shared.kafka import json_bytes
 
@@ -294,7 +294,9 @@ class ModerationApi:
             for record in records
         ])
 
-    async def _publish(self, keyed: Sequence[tuple[str, ModerationAction | ModerationBan]]) -> None:
+    async def _publish(
+        self, keyed: Sequence[tuple[str, ModerationAction | ModerationBan | ModerationPremoderation]]
+    ) -> None:
         """Produce to the submissions topic and wait until Kafka has acknowledged every event."""
         futures = [
             await self.broker.publish(
@@ -356,13 +358,22 @@ class ModerationApi:
             return problem(400, '"on" must be true or false')
         article = _text(data, "article", 500)
         section = _text(data, "section", 200)
+        if not article and not section:
+            return problem(400, 'give "article" or "section"')
+        if article and await self.articles.get(article) is None:
+            return problem(404, "article not known to moderation")
+        switch = ModerationPremoderation(
+            switch_id=uuid.uuid4().hex, article_guid=article or None, section=None if article else section, on=on,
+            moderator=_text(data, "moderator", 100) or "moderator", reason=_text(data, "reason", 500),
+            requested_at=datetime.now(UTC),
+        )
+        # The event is the audit record and what a replay applies; applied here too, to take effect at once.
+        await self._publish([(article or f"section:{section}", switch)])
         if article:
             await self.store.set_article_premoderation(article, on)
             return json_response({"article": article, "premoderated": on})
-        if section:
-            await self.store.set_section_premoderation(section, on)
-            return json_response({"section": section, "premoderated": on})
-        return problem(400, 'give "article" or "section"')
+        await self.store.set_section_premoderation(section or "", on)
+        return json_response({"section": section, "premoderated": on})
 
 
 def _newest_first(record: CommentRecord) -> tuple[float, str]:

@@ -63,6 +63,7 @@ from shared.contracts.comments import (
     CommentSubmitted,
     ModerationAction,
     ModerationBan,
+    ModerationPremoderation,
     SubmissionEvent,
     SurgeAlert,
 )
@@ -74,7 +75,9 @@ log = get_logger(__name__)
 
 CommentEvent = CommentSubmitted | CommentReported | ModerationAction
 """The submissions topic's events about one comment (the topic also carries bans)."""
-SUBMISSION_EVENT: TypeAdapter[CommentEvent | ModerationBan] = TypeAdapter(SubmissionEvent)
+DeskEvent = ModerationBan | ModerationPremoderation
+"""The submissions topic's moderator events that are about no one comment."""
+SUBMISSION_EVENT: TypeAdapter[CommentEvent | DeskEvent] = TypeAdapter(SubmissionEvent)
 ACTION_STATUS: dict[str, CommentStatus] = {
     "approve": "approved",
     "reject": "rejected",
@@ -221,7 +224,7 @@ class CommentPipeline:
         self.decisions_topic = decisions_topic
         self.alerts_topic = alerts_topic
         self._prefetched: Prefetched | None = None
-        self._parsed: dict[tuple[int, int], CommentEvent | ModerationBan] = {}
+        self._parsed: dict[tuple[int, int], CommentEvent | DeskEvent] = {}
         """The batch's submissions-topic events as `prepare` parsed them, by (partition, offset)."""
         articles.on_change.append(self._article_changed)
         self._changed_articles: set[str] = set()
@@ -240,7 +243,7 @@ class CommentPipeline:
             except ValidationError:
                 continue
             self._parsed[(record.partition, record.offset)] = event
-            if not isinstance(event, ModerationBan):
+            if not isinstance(event, DeskEvent):
                 events.append(event)
         self._prefetched = None
         if not events:
@@ -383,6 +386,8 @@ class CommentPipeline:
                 ) from exc
         if isinstance(event, ModerationBan):
             return await self.banned(event)
+        if isinstance(event, ModerationPremoderation):
+            return await self.premoderation_switched(event, self.batch_of(outbox))
         batch = self.batch_of(outbox)
         if isinstance(event, CommentSubmitted):
             return await self.submitted(event, outbox, batch)
@@ -563,6 +568,23 @@ class CommentPipeline:
             ban=event.ban_id,
         )
         return "banned"
+
+    async def premoderation_switched(self, event: ModerationPremoderation, batch: BatchState) -> str:
+        """Applied by the moderation API already, to take effect at once; this applies it on a replay, and to the
+        comments after it in this batch."""
+        if event.article_guid is not None:
+            await self.store.set_article_premoderation(event.article_guid, event.on)
+            batch.stale_articles.add(event.article_guid)
+        elif event.section is not None:
+            await self.store.set_section_premoderation(event.section, event.on)
+            sections = batch.prefetched.sections_premoderated
+            if sections is not None:
+                (sections.add if event.on else sections.discard)(event.section)
+        log.info(
+            "pre-moderation switched", guid=event.article_guid, section=event.section, on=event.on,
+            moderator=event.moderator, reason=event.reason,
+        )
+        return "premoderation"
 
     async def _emit(self, outbox: Outbox, record: CommentRecord, at: datetime) -> None:
         decided = CommentDecided(

@@ -77,8 +77,23 @@ class ModerationBan(EventModel):
     requested_at: datetime
 
 
+class ModerationPremoderation(EventModel):
+    """A moderator switching pre-moderation on or off for an article or a section: who, when, what and why, and
+    what the comments service applies (again, on a replay, in order with the switches before and after it)."""
+
+    event: Literal["comment.premoderation"] = "comment.premoderation"
+    switch_id: str = Field(description="unique per switch")
+    article_guid: str | None = Field(default=None, description="the article, or None for a section")
+    section: str | None = Field(default=None, description="the section code, when a whole section is switched")
+    on: bool
+    moderator: str
+    reason: str | None = None
+    requested_at: datetime
+
+
 SubmissionEvent = Annotated[
-    CommentSubmitted | CommentReported | ModerationAction | ModerationBan, Field(discriminator="event")
+    CommentSubmitted | CommentReported | ModerationAction | ModerationBan | ModerationPremoderation,
+    Field(discriminator="event"),
 ]
 
 

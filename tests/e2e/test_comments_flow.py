@@ -639,6 +639,29 @@ async def test_approvals_that_would_show_what_moderation_refused_are_refused(
     assert (await mod.post(f"/moderation/comments/{held_reply['id']}/approve")).status_code == 202
 
 
+async def test_premoderation_switches_are_audited_and_need_a_known_article(
+    stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
+) -> None:
+    guid, path = await article(stack, producer, mod)
+    unknown = await mod.post("/moderation/premoderation", {"article": f"typo-{guid}", "on": True})
+    assert unknown.status_code == 404
+    switched = await mod.post(
+        "/moderation/premoderation", {"article": guid, "on": True, "moderator": "Ann", "reason": "election night"}
+    )
+    assert switched.status_code == 200
+    assert (await mod.get(f"/moderation/articles/{guid}"))["premoderated"] is True
+    records = await topic_records(stack, "broadsheet.comments.submitted")
+    [switch] = [
+        json.loads(r.value) for r in records
+        if b'"comment.premoderation"' in r.value and json.loads(r.value)["article_guid"] == guid
+    ]
+    assert (switch["on"], switch["moderator"], switch["reason"]) == (True, "Ann", "election night")
+    assert switch["requested_at"] and switch["switch_id"]
+    assert (await new_reader(stack, readers).comment(guid, path, "Held for pre-moderation.")).status_code == 303
+    [held] = await mod.comment_on(guid, "pending")
+    assert "premoderation" in held["reasons"]
+
+
 async def test_a_queue_page_says_how_long_the_queue_is(
     stack: ServiceStack, producer: AIOKafkaProducer, mod: Moderation, readers: list[Reader]
 ) -> None:
