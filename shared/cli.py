@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -49,7 +50,8 @@ app.add_typer(acls_app, name="acls")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(asyncapi_app, name="asyncapi")
 console = Console(stderr=True)
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+"""Tables for people; piped or redirected, as wide as their rows (Rich would cut them to 80 columns)."""
 
 REDRIVEN_HEADER = "redriven-from"
 MARKER_HEADER = "dlq-redriven"

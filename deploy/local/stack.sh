@@ -110,8 +110,8 @@ run() {
   Broadsheet is running.
     Readers:     http://127.0.0.1:${PORTS[publisher]}/
     Seed story:  $url
-    Moderation:  http://127.0.0.1:${PORTS[comments]}/moderation/   (token: \$MODERATION_TOKEN)
-    Post drafts: POST http://127.0.0.1:${PORTS[ingest]}/drafts      (token: \$INGEST_TOKEN)
+    Moderation:  http://127.0.0.1:${PORTS[comments]}/moderation/   (token: ${MODERATION_TOKEN:-change-me-moderation-token})
+    Post drafts: POST http://127.0.0.1:${PORTS[ingest]}/drafts      (token: ${INGEST_TOKEN:-change-me-ingest-token})
   Logs: $RUN_DIR/logs   Press Ctrl-C to stop everything.
 
 MSG

@@ -35,8 +35,9 @@ def bearer_ok(request: Request, token: str) -> bool:
 
 
 def superdesk_signature_ok(body: bytes, header: str, key: str) -> bool:
+    """Superdesk writes the digest in lower-case hex; a proxy or another sender may not (hex has no case)."""
     expected = "sha1=" + hmac.new(key.encode(), body, hashlib.sha1).hexdigest()
-    return hmac.compare_digest(header.strip().encode(), expected.encode())
+    return hmac.compare_digest(header.strip().lower().encode(), expected.encode())
 
 
 class Gateway:

@@ -149,12 +149,6 @@ class NinjsDraft(NinjsModel):
                 raise ValueError(f"a usable draft needs {' and '.join(missing)}")
         return self
 
-    @property
-    def version_key(self) -> tuple[int, float]:
-        """Superdesk's ordering: compare `version`, then `versioncreated`."""
-        created = self.versioncreated.timestamp() if self.versioncreated else 0.0
-        return (self.version if self.version is not None else 0, created)
-
     def is_correction(self) -> bool:
         signals = {s if isinstance(s, str) else (s.code or "") for s in self.signal}
         if any("correction" in s.lower() for s in signals):
