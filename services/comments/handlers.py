@@ -99,6 +99,13 @@ BODY_PREFIX = "b:"
 """Fields of the author's hash that mark a text already posted on an article: `b:{guid}:{normalized hash}`."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BLANK_LINES = re.compile(r"\n[ \t]*\n+")
+_BIDI_OVERRIDES = re.compile("[\u202a-\u202e]")
+"""Embeddings and overrides: they turn text around ("\u202eevil" shows as "live"), which a reader's name or words
+never need; isolates and marks, which right-to-left text does use, stay."""
+
+
+def without_overrides(text: str) -> str:
+    return _BIDI_OVERRIDES.sub("", text) if _BIDI_OVERRIDES.search(text) else text
 
 
 def body_to_html(text: str) -> str:
@@ -426,10 +433,10 @@ class CommentPipeline:
             reasons=reasons,
             actor="pipeline",
             decided_at=at,
-            author=event.author.strip(),
+            author=without_overrides(event.author).strip(),
             author_url=(event.url or "").strip() if is_valid_author_url((event.url or "").strip()) else None,
-            body=event.body,
-            body_html=body_to_html(event.body),
+            body=without_overrides(event.body),
+            body_html=body_to_html(without_overrides(event.body)),
             submitted_at=event.submitted_at.isoformat(),
             parent_id=event.parent_id,
             depth=parent.depth + 1 if parent is not None else 0,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.comments.handlers import body_to_html
+from services.comments.handlers import body_to_html, without_overrides
 from services.comments.moderation import ModerationPolicy
 from services.publisher.comment_edge import (
     FIELD_LIMITS,
@@ -167,6 +167,14 @@ def test_comment_bodies_are_escaped_and_paragraphed_for_display() -> None:
         "<p>First &lt;b&gt;line&lt;/b&gt;<br>same paragraph http://spam.example</p><p>Second &amp; last</p>"
     )
     assert "<a" not in body_to_html("see www.example.org and https://example.org")
+
+
+def test_names_and_words_cannot_be_turned_around() -> None:
+    assert without_overrides("\u202eevil\u202c") == "evil"
+    assert without_overrides("a\u202ab\u202bc\u202dd") == "abcd"
+    # Right-to-left text keeps its marks and isolates.
+    hebrew = "\u05e9\u05dc\u05d5\u05dd \u200f\u2067x\u2069"
+    assert without_overrides(hebrew) == hebrew
 
 
 def test_behind_a_trusted_proxy_the_reader_is_the_address_it_appended() -> None:

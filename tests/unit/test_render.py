@@ -531,6 +531,14 @@ def test_comment_author_link_reply_link_and_date() -> None:
     assert not [a for a in boris.find_all("a") if a.attrs.get("rel") == "nofollow ugc noopener"]
 
 
+def test_readers_words_take_their_own_direction() -> None:
+    """A comment in Arabic under an English article, or the reverse, is laid out by its own first strong letter."""
+    anna = parse(article_page()).root.by_id("comment-c1")
+    authors = [p.attrs.get("dir") for p in anna.find_all("p") if "comment-author" in p.attrs.get("class", "")]
+    bodies = [d.attrs.get("dir") for d in anna.find_all("div") if "comment-body" in d.attrs.get("class", "")]
+    assert authors and bodies and set(authors) == set(bodies) == {"auto"}
+
+
 def test_comment_author_url_must_be_http() -> None:
     hostile = make_comment("x1", 1, author="Mallory", author_url="javascript:alert(1)")
     page = render_article(make_article(), [], [hostile], SITE)
