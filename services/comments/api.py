@@ -13,6 +13,7 @@ hashes.
 | POST | `/moderation/comments/{id}/ACTION` | `{"reason", "moderator", "expected_revision"}` | 202 |
 | POST | `/moderation/comments/bulk` | `{"action", "ids": [...]}` or `{"action", "near_key", "statuses"}` | 202 |
 | POST | `/moderation/bans` | `{"email"}`, `{"ip"}` or `{"comment_id", "with_ip"}`; `{"reason", "moderator"}` | 201 |
+| DELETE | `/moderation/bans` | the same: lifts those bans | 200 |
 | POST | `/moderation/premoderation` | `{"article" or "section", "on": true\\|false, "reason", "moderator"}` | 200 |
 | GET | `/moderation/articles/{guid}` | | the article as moderation sees it |
 
@@ -115,6 +116,7 @@ class ModerationApi:
         router.add(["GET"], "/moderation/comments/{id}", self.guarded(self.one_comment))
         router.add(["POST"], "/moderation/comments/{id}/{action}", self.guarded(self.act))
         router.add(["POST"], "/moderation/bans", self.guarded(self.ban))
+        router.add(["DELETE"], "/moderation/bans", self.guarded(self.lift_ban))
         router.add(["POST"], "/moderation/premoderation", self.guarded(self.premoderation))
         router.add(["GET"], "/moderation/articles/{guid}", self.guarded(self.article))
 
@@ -312,6 +314,12 @@ class ModerationApi:
             await asyncio.gather(*futures)
 
     async def ban(self, request: Request) -> Response:
+        return await self._ban(request, lifted=False)
+
+    async def lift_ban(self, request: Request) -> Response:
+        return await self._ban(request, lifted=True)
+
+    async def _ban(self, request: Request, *, lifted: bool) -> Response:
         data = json_body(request)
         email = _text(data, "email", 254)
         ip = _text(data, "ip", 64)
@@ -319,7 +327,6 @@ class ModerationApi:
         moderator = _text(data, "moderator", 100) or "moderator"
         reason = _text(data, "reason", 500)
         bans: list[tuple[str, Literal["email", "ip"], str]] = []  # (what the answer calls it, kind, hash)
-        key: str | None = None
         if email:
             if "@" not in email:
                 return problem(400, "email is not an address")
@@ -330,7 +337,6 @@ class ModerationApi:
             record = await self.store.record(comment_id)
             if record is None:
                 return problem(404, "no such comment")
-            key = record.article_guid  # beside the comment's other events
             bans.append(("author", "email", record.email_hash))
             if data.get("with_ip") is True and record.ip_hash:
                 bans.append(("ip", "ip", record.ip_hash))
@@ -340,16 +346,18 @@ class ModerationApi:
         events = [
             ModerationBan(
                 ban_id=uuid.uuid4().hex, kind=kind, hash=hashed, comment_id=comment_id or None, moderator=moderator,
-                reason=reason, requested_at=now,
+                reason=reason, requested_at=now, lifted=lifted,
             )
             for _, kind, hashed in bans
         ]
-        # The event is the record of the ban (who, when, what, why) and what a replay applies again; applied
-        # here too, so the author's next comment meets it whichever partition it lands on.
-        await self._publish([(key or event.hash, event) for event in events])
+        # The event is the record of the ban (who, when, what, why) and what a replay applies again, keyed by the
+        # address's hash so that a ban and its lifting replay in order; applied here too, so the author's next
+        # comment meets it whichever partition it lands on.
+        await self._publish([(event.hash, event) for event in events])
         for event in events:
-            await self.store.ban(event.kind, event.hash)
-        return json_response({"banned": [label for label, _, _ in bans]}, 201)
+            await (self.store.lift_ban if lifted else self.store.ban)(event.kind, event.hash)
+        labels = [label for label, _, _ in bans]
+        return json_response({"lifted": labels}) if lifted else json_response({"banned": labels}, 201)
 
     async def premoderation(self, request: Request) -> Response:
         data = json_body(request)

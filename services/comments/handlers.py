@@ -568,13 +568,17 @@ class CommentPipeline:
         return "moderated"
 
     async def banned(self, event: ModerationBan) -> str:
-        """The moderation API has applied the ban already, to take effect at once; this applies it on a replay."""
-        await self.store.ban(event.kind, event.hash)
+        """The moderation API has applied the ban (or lifted it) already, to take effect at once; this applies it on
+        a replay. A ban and its lifting are keyed by the address's hash: a replay meets them in their order."""
+        if event.lifted:
+            await self.store.lift_ban(event.kind, event.hash)
+        else:
+            await self.store.ban(event.kind, event.hash)
         log.info(
-            "ban applied", kind=event.kind, moderator=event.moderator, reason=event.reason, comment=event.comment_id,
-            ban=event.ban_id,
+            "ban lifted" if event.lifted else "ban applied", kind=event.kind, moderator=event.moderator,
+            reason=event.reason, comment=event.comment_id, ban=event.ban_id,
         )
-        return "banned"
+        return "unbanned" if event.lifted else "banned"
 
     async def premoderation_switched(self, event: ModerationPremoderation, batch: BatchState) -> str:
         """Applied by the moderation API already, to take effect at once; this applies it on a replay, and to the

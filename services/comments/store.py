@@ -242,6 +242,9 @@ class CommentStore:
     async def ban(self, kind: str, hashed: str) -> bool:
         return bool(await self.redis.sadd(self.bans_key(kind), hashed))
 
+    async def lift_ban(self, kind: str, hashed: str) -> bool:
+        return bool(await self.redis.srem(self.bans_key(kind), hashed))
+
     async def bans_of(self, record: CommentRecord) -> list[str]:
         """Which of the comment's author's e-mail and IP are banned ("email", "ip")."""
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -75,6 +75,7 @@ class ModerationBan(EventModel):
     moderator: str
     reason: str | None = None
     requested_at: datetime
+    lifted: bool = Field(default=False, description="true when this lifts the ban instead of imposing it")
 
 
 class ModerationPremoderation(EventModel):

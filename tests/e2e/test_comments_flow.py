@@ -619,7 +619,18 @@ async def test_approvals_that_would_show_what_moderation_refused_are_refused(
     assert (await mod.post("/moderation/bans", {"comment_id": held["id"], "moderator": "Ann"})).status_code == 201
     refused = await mod.post(f"/moderation/comments/{held['id']}/approve")
     assert refused.status_code == 409 and refused.json()["banned"] == ["email"]
-    assert (await mod.post(f"/moderation/comments/{held['id']}/reject")).status_code == 202
+    # A ban made by mistake can be lifted (an event too), and the approval goes through.
+    lifted = await mod.client.request(
+        "DELETE", "/moderation/bans", json={"comment_id": held["id"], "moderator": "Ann", "reason": "mistake"}
+    )
+    assert lifted.status_code == 200 and lifted.json() == {"lifted": ["author"]}
+    records = await topic_records(stack, "broadsheet.comments.submitted")
+    bans = [json.loads(r.value) for r in records if b'"comment.ban"' in r.value]
+    mine = [(e["lifted"], e["moderator"]) for e in bans if e.get("comment_id") == held["id"]]
+    assert mine == [(False, "Ann"), (True, "Ann")]
+    assert len({r.key for r in records if b'"comment.ban"' in r.value and held["id"].encode() in r.value}) == 1
+    assert (await mod.post(f"/moderation/comments/{held['id']}/approve")).status_code == 202
+    await mod.status_of(held["id"], "approved")
 
     # A reply whose parent was taken down after the reply came in would show out of its thread.
     parent_author, replier = new_reader(stack, readers), new_reader(stack, readers)
