@@ -184,6 +184,10 @@ class Projector:
     async def comment_decided(self, event: CommentDecided, dirty: Dirty) -> str:
         stamp = await self.store.apply_comment(event.article_guid, event.id, event.revision, event.model_dump_json())
         if stamp == 0:
+            # Rendered again even so: a crash between storing the decision and rendering the page would otherwise
+            # leave the page without it until something else changed the article. The render is fenced by the
+            # page's stamp, so a page already showing it is not written again.
+            dirty.articles.add(event.article_guid)
             return "stale"
         if stamp < 0:
             return "held"
@@ -199,16 +203,24 @@ class Projector:
             # Even when stale: a redelivery after a crash must still take it off the Check Also of other pages,
             # which does not wait for the related service (it may be down; a kill is a legal matter).
             await self.refresh_linking_pages(guid, dirty)
-        if stamp == 0:
-            return "stale"
         meta, article_json, _, _ = await self.store.article_bundle(guid)
+        outcome = "processed"
+        if stamp == 0:
+            # A redelivery: when the story is still in the state this event put it in, its pages are written again
+            # under the stamp it got then (a crash may have come between storing the state and these writes; pages
+            # already written carry that stamp and are left alone). Otherwise a newer state owns the pages.
+            if meta.get("status") != status or meta.get("version") != str(version):
+                return "stale"
+            stamp, outcome = int(meta.get("stamp") or 0), "stale"
+            if stamp <= 0:
+                return "stale"
         paths = {p for p in (meta.get("url_path"), url_path) if p}
         if meta.get("superseded_by"):
             paths = set()  # its URL belongs to the rewrite: only `/a/{guid}` is this story's to take down
         elif article_json:
             paths.update(ArticlePublished.model_validate_json(article_json).previous_paths)
         await self.store.write_pages([(path, guid, stamp, page) for path in [*sorted(paths), redirect_path(guid)]])
-        return "processed"
+        return outcome
 
     async def refresh_linking_pages(self, guid: str, dirty: Dirty) -> None:
         """Re-render the articles whose stored Check Also links point at `guid`, whose status just changed:

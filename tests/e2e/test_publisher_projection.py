@@ -22,7 +22,7 @@ from shared.contracts import (
     RelatedLinksUpdated,
     Term,
 )
-from tests.unit.test_render import make_article
+from tests.unit.test_render import make_article, make_comment
 
 SITE = SiteConfig(name="Broadsheet", base_url="https://news.example", tagline="News", page_size=20)
 SECTION = Term(code="world", name="World")
@@ -228,3 +228,47 @@ async def test_a_page_noted_again_while_the_index_is_pruned_stays_in_it(client: 
     assert await store.linked_from(Y.guid) == [X.guid]
     await apply(projector, [(links_of(X.guid, Z), 6)])
     assert await store.linked_from(Y.guid) == []
+
+
+# --- defect: a crash between storing an event's state and writing its pages ---------------------------------
+
+
+@pytest.mark.parametrize("take_down", ["killed", "withdrawn"])
+async def test_a_take_down_delivered_again_after_a_crash_writes_its_pages(
+    client: aioredis.Redis, take_down: str
+) -> None:
+    """The first delivery stored the new state and died before writing the pages; the second one, stale by the
+    state, must still write them, or the old page keeps answering 200."""
+    projector = new_projector(client)
+    await apply(projector, [Y])
+    assert await status_of(projector, Y.url_path) == 200
+    event = (ArticleKilled(guid=Y.guid, version=8, url_path=Y.url_path) if take_down == "killed"
+             else ArticleWithdrawn(guid=Y.guid, version=8, url_path=Y.url_path))
+    await projector.store.apply_article(Y.guid, 8, take_down, Y.url_path, "")  # the crashed delivery's first step
+    assert await status_of(projector, Y.url_path) == 200
+    await apply(projector, [event])
+    assert await status_of(projector, Y.url_path) == (410 if take_down == "killed" else 404)
+    assert await status_of(projector, redirect_path(Y.guid)) == (410 if take_down == "killed" else 404)
+
+
+async def test_an_old_take_down_delivered_again_leaves_the_newer_page(client: aioredis.Redis) -> None:
+    projector = new_projector(client)
+    withdrawn = ArticleWithdrawn(guid=Y.guid, version=8, url_path=Y.url_path)
+    back = Y.model_copy(update={"version": 9})
+    await apply(projector, [Y, withdrawn, back])
+    assert await status_of(projector, Y.url_path) == 200
+    await apply(projector, [withdrawn])
+    assert await status_of(projector, Y.url_path) == 200
+
+
+async def test_a_decision_delivered_again_after_a_crash_reaches_the_page(client: aioredis.Redis) -> None:
+    projector = new_projector(client)
+    await apply(projector, [Y])
+    decided = make_comment("c-crash", 5).model_copy(update={"article_guid": Y.guid})
+    # The crashed delivery stored the decision and died before rendering.
+    await projector.store.apply_comment(Y.guid, decided.id, decided.revision, decided.model_dump_json())
+    assert b'id="comment-c-crash"' not in page_body(await projector.store.read_page(Y.url_path))
+    dirty = Dirty()
+    assert await projector.comment_decided(decided, dirty) == "stale"
+    await projector.flush(dirty)
+    assert b'id="comment-c-crash"' in page_body(await projector.store.read_page(Y.url_path))
