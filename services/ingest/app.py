@@ -35,6 +35,7 @@ def create_app(settings: IngestSettings | None = None) -> ServiceApp:
         poll_seconds=settings.embargo_poll_seconds,
         lease_seconds=settings.embargo_lease_seconds,
         max_bytes=settings.max_draft_bytes,
+        ensure_state=recovery.ensure,
     )
     runtime.on_startup.append(releaser.start)
     runtime.on_shutdown.append(releaser.stop)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from faststream.kafka import KafkaBroker
 
@@ -26,6 +27,7 @@ class EmbargoReleaser:
     def __init__(
         self, store: IngestStore, ingestor: Ingestor, broker: KafkaBroker, *,
         poll_seconds: float, lease_seconds: float, max_bytes: int,
+        ensure_state: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.ingestor = ingestor
@@ -33,6 +35,9 @@ class EmbargoReleaser:
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.max_bytes = max_bytes
+        self.ensure_state = ensure_state
+        """Rebuilds ingest's Redis state from the log when it is gone (a Redis restarted empty): the schedule is
+        part of it, and a quiet night brings no draft whose batch would rebuild it in time."""
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -54,6 +59,8 @@ class EmbargoReleaser:
             await asyncio.sleep(self.poll_seconds)
 
     async def release_due(self) -> int:
+        if self.ensure_state is not None:
+            await self.ensure_state()
         released = 0
         for guid in await self.store.claim_due(time.time(), self.lease_seconds):
             held = await self.store.held(guid)
