@@ -7,6 +7,7 @@ overhead shows in its requests per second; the other services need only a handfu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -22,6 +23,10 @@ import uvicorn
 
 from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, labelled, render_metrics
 
+HANDLER_DEADLINE_SECONDS = 10.0
+"""Longest a route may take: past it the client gets a 503 with Retry-After, not a connection held for as long as
+Redis's socket timeouts and retries add up to (a minute and more when Redis hangs)."""
+READINESS_CHECK_SECONDS = 2.0
 GC_THRESHOLD = 20_000
 """Allocations between two young-generation collections (CPython's default is 700)."""
 
@@ -120,9 +125,12 @@ class Route:
 class Router:
     """Routes by method and a path pattern with `{name}` placeholders (one path segment each)."""
 
-    def __init__(self, service: str, *, max_body_bytes: int = 1024 * 1024) -> None:
+    def __init__(
+        self, service: str, *, max_body_bytes: int = 1024 * 1024, deadline_seconds: float = HANDLER_DEADLINE_SECONDS
+    ) -> None:
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.deadline_seconds = deadline_seconds
         self.routes: list[Route] = []
         self.fallback: RouteHandler | None = None
 
@@ -161,14 +169,23 @@ class Router:
         try:
             if method in ("POST", "PUT", "PATCH", "DELETE"):
                 request.body = await read_body(receive, self.max_body_bytes, headers)
-            if route is not None:
-                response = await route.handler(request)
-            elif path_matched:
-                response = problem(405, "method not allowed")
-            elif self.fallback is not None:
-                response = await self.fallback(request)
-            else:
-                response = problem(404, "not found")
+            async with asyncio.timeout(self.deadline_seconds):
+                if route is not None:
+                    response = await route.handler(request)
+                elif path_matched:
+                    response = problem(405, "method not allowed")
+                elif self.fallback is not None:
+                    response = await self.fallback(request)
+                else:
+                    response = problem(404, "not found")
+        except TimeoutError:
+            from shared.logging import get_logger
+
+            get_logger(__name__).warning("request timed out", path=path, method=method, seconds=self.deadline_seconds)
+            response = problem(
+                503, f"not answered within {self.deadline_seconds:g} s (Redis or Kafka is slow or unreachable); "
+                "try again", [(b"retry-after", b"5")],
+            )
         except BodyTooLarge:
             if route is not None and route.too_large is not None:
                 response = route.too_large(request)
@@ -231,15 +248,23 @@ class Health:
 
     @staticmethod
     async def _answer(checks: Mapping[str, ReadinessCheck]) -> Response:
-        results: dict[str, str] = {}
-        ready = True
-        for name, check in checks.items():
+        """The checks run together, each bounded: a probe must answer (a Redis that hangs is not ready) well
+        within the orchestrator's probe timeout."""
+
+        async def run(check: ReadinessCheck) -> tuple[bool, str]:
             try:
-                ok, detail = await check()
+                async with asyncio.timeout(READINESS_CHECK_SECONDS):
+                    return await check()
+            except TimeoutError:
+                return False, f"no answer within {READINESS_CHECK_SECONDS:g} s"
             except Exception as exc:
-                ok, detail = False, repr(exc)[:200]
-            ready &= ok
-            results[name] = detail if ok else f"not ready: {detail}"
+                return False, repr(exc)[:200]
+
+        outcomes = await asyncio.gather(*(run(check) for check in checks.values()))
+        results = {
+            name: detail if ok else f"not ready: {detail}" for name, (ok, detail) in zip(checks, outcomes, strict=True)
+        }
+        ready = all(ok for ok, _ in outcomes)
         return json_response({"ready": ready, "checks": results}, 200 if ready else 503)
 
     async def metrics(self, _: Request) -> Response:

@@ -23,6 +23,8 @@ from shared.logging import get_logger
 from shared.service import build_runtime
 
 log = get_logger(__name__)
+PAGE_READ_SECONDS = 2.0
+"""Longest a reader waits for a page from Redis before a 503: a page is one hash read, well under a millisecond."""
 
 
 def create_app(settings: PublisherSettings | None = None) -> tuple[ServiceApp, ReaderApp]:
@@ -43,6 +45,7 @@ def create_app(settings: PublisherSettings | None = None) -> tuple[ServiceApp, R
     cache = PageCache(
         runtime.redis, live.store.page_prefix, read_page, PreparedPage.from_fields,
         max_entries=settings.cache_max_pages, max_bytes=settings.cache_max_bytes, size_of=lambda page: page.size,
+        fetch_timeout=PAGE_READ_SECONDS,
     )
 
     async def retarget(namespace: str) -> None:

@@ -42,6 +42,7 @@ class PageCache(Generic[T]):
         max_entries: int = 50_000,
         max_bytes: int | None = None,
         size_of: Callable[[T], int] | None = None,
+        fetch_timeout: float | None = None,
     ) -> None:
         self.client = client
         self.key_prefix = key_prefix
@@ -50,6 +51,8 @@ class PageCache(Generic[T]):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.size_of = size_of
+        self.fetch_timeout = fetch_timeout
+        """Seconds a read from Redis may take; past it every reader waiting for the page gets TimeoutError."""
         self.entries: OrderedDict[str, T] = OrderedDict()
         self.sizes: dict[str, int] = {}
         self.bytes = 0
@@ -108,7 +111,7 @@ class PageCache(Generic[T]):
     async def _fetch(self, path: str) -> T | None:
         self.in_flight[path] = self.in_flight.get(path, 0) + 1
         try:
-            fields = await self.fetch_from_redis(path)
+            fields = await asyncio.wait_for(self.fetch_from_redis(path), self.fetch_timeout)
         finally:
             remaining = self.in_flight[path] - 1
             if remaining:

@@ -544,10 +544,12 @@ def render_listing(
     )
 
 
-def render_error(status: Literal[404, 410], site: SiteConfig) -> bytes:
-    """The body of a 404 or 410 answer: a real page with navigation, so a reader is not stranded."""
+def render_error(status: Literal[404, 410, 503], site: SiteConfig) -> bytes:
+    """The body of a 404, 410 or 503 answer: a real page with navigation, so a reader is not stranded."""
     if status == 410:
         heading, message = "Gone: this article has been removed", "This article is no longer available."
+    elif status == 503:
+        heading, message = "Temporarily unavailable", "This page cannot be served right now. Try again in a moment."
     else:
         heading, message = "Not found", "There is no page at this address."
     return _render(

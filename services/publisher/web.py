@@ -17,12 +17,17 @@ from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
+from redis.exceptions import RedisError
+
 from services.publisher.pagecache import PageCache
 from services.publisher.render import ASSET_CONTENT_TYPES, asset_bytes, asset_version, render_error
 from services.publisher.site import SiteConfig
 from services.publisher.store import page_body
 from shared.http import Receive, Scope, Send
+from shared.logging import get_logger
 from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, labelled
+
+log = get_logger(__name__)
 
 CSP = (
     b"default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
@@ -112,10 +117,11 @@ class PreparedPage:
         location: bytes = b"",
         cache_control: bytes | None = None,
         route: str = "page",
+        extra_headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         if cache_control is None:
             cache_control = PAGE_CACHE_CONTROL if status in (200, 301) else ERROR_CACHE_CONTROL
-        headers = [(b"cache-control", cache_control), *COMMON_HEADERS]
+        headers = [(b"cache-control", cache_control), *COMMON_HEADERS, *extra_headers]
         if last_modified:
             headers.append((b"last-modified", last_modified))
         if location:
@@ -243,7 +249,12 @@ class ReaderApp:
     def __init__(self, cache: PageCache[PreparedPage], site: SiteConfig) -> None:
         self.cache = cache
         self.not_found = PreparedPage(404, render_error(404, site), route="missing")
+        self.unavailable = PreparedPage(
+            503, render_error(503, site), cache_control=b"no-store", route="unavailable",
+            extra_headers=((b"retry-after", b"5"),),
+        )
         self.static = static_assets()
+        self._warned_at = 0.0
 
     def cached(self, path: str, query: bytes = b"") -> PreparedPage | None:
         """A page available without waiting (static asset or in-memory page), else None. A query string is
@@ -259,7 +270,16 @@ class ReaderApp:
         asset = self.static.get(path)
         if asset is not None:
             return asset.page(query)
-        return await self.cache.get(path) or self.not_found
+        try:
+            return await self.cache.get(path) or self.not_found
+        except (TimeoutError, RedisError, OSError) as exc:
+            # Redis is slow or gone: a prompt 503 with Retry-After, not a reader waiting out socket timeouts and
+            # retries. Pages kept in memory are not served meanwhile: without Redis's invalidations, a page taken
+            # down since could be among them.
+            if time.monotonic() - self._warned_at > 5:
+                self._warned_at = time.monotonic()
+                log.warning("pages cannot be read from Redis; answering 503", error=repr(exc))
+            return self.unavailable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

@@ -62,7 +62,7 @@ def reader_ip() -> str:
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # sigkill | sigstop | broker-kill | redis-flushall | redis-restart | rolling-restart
+    kind: str  # sigkill | sigstop | broker-kill | redis-flushall | redis-restart | redis-freeze | rolling-restart
     target: str  # a service, "kafka", "redis" or "all"
     points: tuple[float, ...] = (0.4,)
     duration: float = 12.0
@@ -96,6 +96,7 @@ def profile_named(name: str) -> Profile:
             Fault("broker-kill", "kafka", (0.3,), 45.0),
             Fault("redis-flushall", "redis", (0.4,), 30.0),
             Fault("redis-restart", "redis", (0.4,), 30.0),
+            Fault("redis-freeze", "redis", (0.3,), 40.0),
             Fault("rolling-restart", "all", (0.2,), 60.0),
         )
         return Profile("long", stories=60, comments=40, faults=faults, bad_records=10_000, valid_records=1_000,
@@ -104,6 +105,7 @@ def profile_named(name: str) -> Profile:
         *(Fault("sigkill", s, (0.4,), 10.0) for s in services),
         Fault("sigstop", "publisher", (0.15,), 34.0),
         Fault("redis-flushall", "redis", (0.4,), 14.0),
+        Fault("redis-freeze", "redis", (0.3,), 24.0),
         Fault("broker-kill", "kafka", (0.3,), 24.0),
     )
     return Profile("short", stories=14, comments=8, faults=faults, bad_records=1_000, valid_records=100,

@@ -143,6 +143,28 @@ async def posts_refused_without_kafka(stack: ServiceStack, article: str) -> None
         assert time.monotonic() - started < 15
 
 
+async def answers_while_redis_hangs(stack: ServiceStack, article: str) -> None:
+    """With Redis frozen (SIGSTOP: connections stay open, nothing answers), every answer still comes promptly:
+    probes say not ready within their 2 s bound, readers get a 503 page once the page cache has stopped trusting
+    what it holds, and the APIs a 503 at their 10 s deadline, not after a minute of socket timeouts."""
+    async with httpx.AsyncClient(timeout=60) as client:
+        for service in SERVICES:
+            started = time.monotonic()
+            ready = await client.get(stack.url(service, "/readyz"))
+            assert ready.status_code == 503 and "not ready" in ready.json()["checks"]["redis"], (service, ready.text)
+            assert time.monotonic() - started < 4, service
+        await asyncio.sleep(2)  # the invalidation channel's heartbeat gives up after 1.5 s
+        started = time.monotonic()
+        page = await client.get(stack.url("publisher", article))
+        assert page.status_code == 503 and page.headers["retry-after"] == "5", page.status_code
+        assert time.monotonic() - started < 4
+        started = time.monotonic()
+        queue = await client.get(stack.url("comments", "/moderation/comments"),
+                                 headers={"authorization": f"Bearer {stack.env('comments')['MODERATION_TOKEN']}"})
+        assert queue.status_code == 503, queue.text
+        assert time.monotonic() - started < 13
+
+
 async def inject(
     fault: Fault, stack: ServiceStack, infra: PrivateInfra, workload: Workload, profile: Profile, n: int
 ) -> float:
@@ -168,6 +190,14 @@ async def inject(
         await asyncio.to_thread(infra.flushall)
     elif fault.kind == "redis-restart":
         await asyncio.to_thread(infra.restart_redis)
+    elif fault.kind == "redis-freeze":
+        article = await an_article_page(stack)
+        pid = int(infra.redis_pidfile().read_text().strip())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await answers_while_redis_hangs(stack, article)
+        finally:
+            os.kill(pid, signal.SIGCONT)
     elif fault.kind == "rolling-restart":
         for service in SERVICES:
             await restart(stack, service, signal.SIGTERM)
