@@ -16,6 +16,7 @@ from services.comments.api import ModerationApi
 from services.comments.articles import ArticleStates
 from services.comments.config import CommentsSettings
 from services.comments.handlers import CommentPipeline
+from services.comments.recovery import CommentsRecovery
 from services.comments.store import CommentStore
 from services.comments.ui import ModerationUi
 from shared import topics
@@ -41,7 +42,12 @@ def create_app(settings: CommentsSettings | None = None) -> ServiceApp:
         decisions_topic=topic_name(settings, topics.COMMENT_DECISIONS),
         alerts_topic=topic_name(settings, topics.DESK_ALERTS),
     )
+    recovery = CommentsRecovery(settings, store, articles, pipeline.hasher, pipeline.spam_model)
+    runtime.before_start.append(recovery.ensure)
+    runtime.health.checks["state"] = recovery.ready
+
     async def prepare(records: Sequence[ConsumerRecord[Any, Any]], _: Outbox) -> None:
+        await recovery.ensure()  # a Redis restarted empty is rebuilt from the log before anything is decided
         await pipeline.prepare(records, submissions)
 
     subscribe(
@@ -61,6 +67,7 @@ def create_app(settings: CommentsSettings | None = None) -> ServiceApp:
         while True:
             await asyncio.sleep(settings.comments_surge_tick_seconds)
             try:
+                await recovery.ensure()  # a quiet service notices a lost state too, not at the next comment
                 await pipeline.tick(Outbox(runtime.broker))
             except Exception as exc:
                 log.warning("surge tick failed", error=repr(exc))

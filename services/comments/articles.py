@@ -81,6 +81,10 @@ class ArticleStates:
         return ArticleState.from_hash(guid, await hgetall(self.redis, self.key(guid)))
 
     async def on_record(self, record: ConsumerRecord[Any, Any], _: Outbox) -> str:
+        return "processed" if await self.apply(record) else "stale"
+
+    async def apply(self, record: ConsumerRecord[Any, Any]) -> bool:
+        """Store the article's state from one event; False when it changed nothing (older, or a dead story)."""
         event = parse_event(ARTICLE_EVENT, record)
         args: list[str | int]
         if isinstance(event, ArticlePublished):
@@ -92,4 +96,4 @@ class ArticleStates:
         saved = await self._save(keys=[self.key(event.guid)], args=args)
         for callback in self.on_change:
             callback(event.guid)
-        return "processed" if saved else "stale"
+        return bool(saved)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -224,6 +224,20 @@ def _article_problem(
         if not reply_allowed(parent.status, parent.depth, policy.max_reply_depth):
             return Decision("rejected", ("thread_too_deep",), 400)
     return None
+
+
+EDGE_REFUSAL_REASONS = frozenset({
+    "missing_name", "name_too_long", "invalid_email", "empty_body", "body_too_long", "invalid_url",
+    "article_unknown", "article_killed", "comments_closed", "parent_unknown", "parent_not_approved",
+    "thread_too_deep", "duplicate", "flood",
+})
+"""First reasons of the rejections that carry an `http_status` (what an edge would have refused at once)."""
+
+
+def is_edge_refusal(status: str, reasons: Sequence[str]) -> bool:
+    """Whether a decision, as its event tells it, is one an edge would have refused: such a comment leaves no
+    trace in its author's history."""
+    return status == "rejected" and bool(reasons) and reasons[0] in EDGE_REFUSAL_REASONS
 
 
 def _within(window: timedelta, earlier: datetime | None, at: datetime) -> bool:

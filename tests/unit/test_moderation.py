@@ -26,6 +26,7 @@ from services.comments.moderation import (
     SurgeDetector,
     SurgeThresholds,
     count_links,
+    is_edge_refusal,
     is_valid_email,
     moderate,
     near_identical_key,
@@ -519,3 +520,42 @@ def test_bare_domains_are_labels_of_at_most_63_characters(text: str, found: bool
 def test_bounding_the_label_finds_what_the_unbounded_pattern_found_in_short_text(text: str) -> None:
     """Below 63 characters a run cannot reach the bound: the spam model's `domain` feature is unchanged there."""
     assert bool(_BARE_DOMAIN_RE.search(text)) == bool(UNBOUNDED_BARE_DOMAIN.search(text))
+
+
+# --- what a decision event says of itself (the log rebuild reads it) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sub", "ctx"),
+    [
+        (submission(author=" "), context()),
+        (submission(email="nope"), context()),
+        (submission(body="a" * 5_001), context()),
+        (submission(url="ftp://example.org/"), context()),
+        (submission(), context(article=ArticleState(known=False))),
+        (submission(), context(article=ArticleState(killed=True))),
+        (submission(), context(article=ArticleState(published_at=NOW - timedelta(days=30)))),
+        (submission(parent_id="c-0"), context(parent=None)),
+        (submission(parent_id="c-0"), context(parent=ParentState("pending", 0, ARTICLE))),
+        (submission(parent_id="c-0"), context(parent=ParentState("approved", 5, ARTICLE))),
+        (submission(), context(author_previous_body_hashes=frozenset({normalized_body_hash(ORDINARY)}))),
+        (submission(), context(last_comment_at_by_ip=NOW - timedelta(seconds=1))),
+    ],
+)
+def test_every_refusal_an_edge_would_make_is_known_by_its_first_reason(
+    sub: CommentSubmitted, ctx: ModerationContext
+) -> None:
+    decision = decide(sub, ctx)
+    assert decision.http_status is not None
+    assert is_edge_refusal(decision.status, decision.reasons)
+
+
+def test_decisions_without_an_edge_answer_are_not_edge_refusals() -> None:
+    for decision in (
+        decide(ctx=context(banned_emails=frozenset({"ann@example.org"}))),
+        decide(submission(body="you are an ass")),
+        decide(submission(body="you idiot")),
+        decide(),
+    ):
+        assert decision.http_status is None
+        assert not is_edge_refusal(decision.status, decision.reasons)
