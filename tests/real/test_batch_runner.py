@@ -106,3 +106,53 @@ async def test_a_consumer_reports_its_lag_per_partition(infra: dict[str, str]) -
         sample.labels for family in REGISTRY.collect() for sample in family.samples
         if sample.name == "broadsheet_consumer_lag"
     ]
+
+
+async def test_a_handler_that_fails_after_sending_leaves_nothing_sent(infra: dict[str, str]) -> None:
+    """record-1's handler sends, then is rejected (dead-lettered); record-2's sends, then fails once with a
+    transient error and succeeds on its retry. The output holds what the succeeding handlers sent, once each."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from shared.kafka import Reject, dead_letter_topic
+
+    prefix, topic = await topic_holding(infra["kafka"], "runner.input", 4)
+    output = f"{prefix}runner.output"
+    letters = f"{prefix}{dead_letter_topic('runner-test')}"
+    await ensure_topics(infra["kafka"], specs=[TopicSpec(output, "test"), TopicSpec(letters, "test")], partitions=1)
+    settings = ServiceSettings(kafka_bootstrap_servers=infra["kafka"], kafka_topic_prefix=prefix)
+    broker = make_broker(settings, "runner-test")
+    runner = BatchRunner("runner-test", broker, settings, backoff_seconds=0.05)
+    attempts: dict[bytes, int] = {}
+    done = asyncio.Event()
+
+    async def handle(record: ConsumerRecord[Any, Any], outbox: Outbox) -> str:
+        attempts[record.value] = attempts.get(record.value, 0) + 1
+        await outbox.send(output, "story", record.value + b"-out")
+        if record.value == b"record-1":
+            raise Reject("bad_record", "refused after sending")
+        if record.value == b"record-2" and attempts[record.value] == 1:
+            raise RedisConnectionError("Redis went away for a moment")
+        if record.value == b"record-3":
+            done.set()
+        return "processed"
+
+    subscribe(runner, {topic: handle}, description="test input")
+    await broker.start()
+    try:
+        await asyncio.wait_for(done.wait(), timeout=60)
+        await asyncio.sleep(1.0)  # the batch's flush
+    finally:
+        await broker.stop()
+        await runner.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(output, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        sent = [r.value for r in (await consumer.getmany(partition, timeout_ms=3000)).get(partition, [])]
+    finally:
+        await consumer.stop()
+    assert attempts[b"record-2"] == 2
+    assert sorted(sent) == [b"record-0-out", b"record-2-out", b"record-3-out"]
