@@ -360,10 +360,6 @@ class Outbox:
     one the producers' partitioner gives the key (`partition_for`), so records of one guid stay in order on one
     partition whichever path sent them. Nothing sent here leaves before `flush` (or a full batch): an outbox
     that is dropped unflushed sends nothing, like a batch that failed before its commit.
-
-    What one consumed record's handler sends is staged until the runner knows the handler succeeded
-    (`keep_staged`): a handler that fails after a send (a Reject, a transient error) leaves nothing behind
-    (`rollback`), so a dead-lettered record emits nothing and a retried one does not emit twice.
     """
 
     broker: KafkaBroker
@@ -379,10 +375,6 @@ class Outbox:
     """The record batch being filled for each (topic, partition), in the order they were opened."""
     _partitions: dict[str, int] = field(init=False, repr=False, default_factory=dict)
     """Partition count per topic, read from the producer's metadata once per outbox."""
-    _staged: list[tuple[str, int, bytes, bytes, list[tuple[str, bytes]]]] = field(
-        init=False, repr=False, default_factory=list
-    )
-    """Records sent by the handler running now: (topic, partition, key, value, headers)."""
 
     def __post_init__(self) -> None:
         self._producer = direct_producer(self.broker)
@@ -413,7 +405,15 @@ class Outbox:
             count = self._partitions.get(topic)
             if count is None:
                 count = self._partitions[topic] = len(await producer.partitions_for(topic))
-            self._staged.append((topic, partition_for(encoded_key, count), encoded_key, payload, encoded_headers))
+            where = (topic, partition_for(encoded_key, count))
+            builder = self._open.get(where)
+            if builder is None:
+                builder = self._open[where] = producer.create_batch()
+            if builder.append(key=encoded_key, value=payload, timestamp=None, headers=encoded_headers) is None:
+                # Full: it goes now, and the record opens the next batch (a first record always fits).
+                await self._submit(producer, *where)
+                builder = self._open[where] = producer.create_batch()
+                builder.append(key=encoded_key, value=payload, timestamp=None, headers=encoded_headers)
             return
         if isinstance(target, str):
             future = await self.broker.publish(
@@ -422,33 +422,6 @@ class Outbox:
         else:
             future = await target.publish(payload, key=encoded_key, headers=all_headers, no_confirm=True)
         self.pending.append(future)
-
-    def mark(self) -> tuple[int, int]:
-        """Where the running handler's effects start (see `rollback`)."""
-        return len(self.pending), len(self.after_flush)
-
-    def rollback(self, mark: tuple[int, int]) -> None:
-        """Forget what the running handler sent and asked for after the flush: it failed."""
-        self._staged.clear()
-        del self.pending[mark[0] :]
-        del self.after_flush[mark[1] :]
-
-    async def keep_staged(self) -> None:
-        """The running handler succeeded: its records join their partitions' batches (a full batch goes now, and
-        the record opens the next one: a first record always fits)."""
-        producer = self._producer
-        staged, self._staged = self._staged, []
-        if producer is None:
-            return
-        for topic, partition, key, value, headers in staged:
-            where = (topic, partition)
-            builder = self._open.get(where)
-            if builder is None:
-                builder = self._open[where] = producer.create_batch()
-            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                await self._submit(producer, *where)
-                builder = self._open[where] = producer.create_batch()
-                builder.append(key=key, value=value, timestamp=None, headers=headers)
 
     async def _submit(self, producer: AIOKafkaProducer, topic: str, partition: int) -> None:
         builder = self._open.pop((topic, partition))
@@ -460,7 +433,6 @@ class Outbox:
         self.after_flush.append(effect)
 
     async def flush(self) -> None:
-        await self.keep_staged()  # sent outside a runner's handler (a background task): nothing to judge
         if self._producer is not None:
             for topic, partition in list(self._open):
                 await self._submit(self._producer, topic, partition)
@@ -583,16 +555,15 @@ class BatchRunner:
         started = time.perf_counter()
         while True:
             attempt += 1
-            mark = outbox.mark()
+            mark = len(outbox.pending)
             try:
                 outcome = await handler(record, outbox)
-                await outbox.keep_staged()
             except Reject as exc:
-                outbox.rollback(mark)
+                del outbox.pending[mark:]
                 await self.dead_letter(record, outbox, exc.reason_code, exc.reason, exc.errors, attempt)
                 return
             except TRANSIENT_ERRORS as exc:
-                outbox.rollback(mark)
+                del outbox.pending[mark:]
                 labelled(MESSAGES, self.service, record.topic, "retried").inc()
                 if self.stopping.is_set():
                     raise NackMessage() from exc
@@ -607,7 +578,7 @@ class BatchRunner:
             except NackMessage:
                 raise
             except Exception as exc:
-                outbox.rollback(mark)
+                del outbox.pending[mark:]
                 labelled(MESSAGES, self.service, record.topic, "retried").inc()
                 if attempt < self.max_attempts:
                     log.warning(
