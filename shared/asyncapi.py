@@ -64,7 +64,8 @@ ACCESS: dict[str, Access] = {
         group_reads=(topics.ARTICLES,),
     ),
     "comments": Access(
-        reads=(topics.COMMENT_SUBMISSIONS, topics.ARTICLES),
+        # its own decisions are read back only to rebuild its Redis view from the log (services/comments/recovery.py)
+        reads=(topics.COMMENT_SUBMISSIONS, topics.ARTICLES, topics.COMMENT_DECISIONS),
         # moderators' actions go through the submissions topic, so each comment has one writer of decisions
         writes=(topics.COMMENT_SUBMISSIONS, topics.COMMENT_DECISIONS, topics.DESK_ALERTS,
                 topics.dead_letter_topic("comments")),

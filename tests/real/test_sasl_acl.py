@@ -211,7 +211,19 @@ async def test_comments_credentials_cannot_write_articles(sasl_broker: SaslBroke
 
 
 async def test_comments_service_runs_with_its_own_user_only(sasl_broker: SaslBroker, sasl_stack: SaslStack) -> None:
-    """The comments service reads and writes only what its ACLs allow, so it starts and stays up."""
+    """The comments service reads and writes only what its ACLs allow, so it starts and stays up: its start-up
+    rebuilds its Redis view from the log, its own decisions topic included (a decision is there to be read)."""
+    decided = {
+        "event": "comment.decided", "id": "c-acl-1", "article_guid": "acl-story", "status": "approved",
+        "actor": "pipeline", "decided_at": "2026-01-01T00:00:00Z", "revision": 1, "author": "Reader",
+        "body_html": "<p>Hello.</p>", "submitted_at": "2026-01-01T00:00:00Z",
+    }
+    producer = AIOKafkaProducer(acks="all", **client_options(sasl_broker.admin()))
+    await producer.start()
+    try:
+        await producer.send_and_wait("broadsheet.comments.decisions", json.dumps(decided).encode(), key=b"acl-story")
+    finally:
+        await producer.stop()
     sasl_stack.start("comments")
     sasl_stack.wait_ready(timeout=60, services=("comments",))
     await asyncio.sleep(3)
