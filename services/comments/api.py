@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -245,13 +246,22 @@ class ModerationApi:
         records = await self.store.records(unique)
         target = ACTION_STATUS[action]
         found = [r for r in records if r is not None]
-        chosen = [r for r in found if r.status in statuses and r.status != target]
+        candidates = [r for r in found if r.status in statuses and r.status != target]
+        refused: list[dict[str, Any]] = []
+        chosen: list[CommentRecord] = []
+        for record in candidates:  # the single route's refusals hold for a selection too
+            refusal = await self._approval_refused(record) if action == "approve" else None
+            if refusal is None:
+                chosen.append(record)
+            else:
+                refused.append({"id": record.id, "error": json.loads(refusal.body)["error"]})
         await self._send(chosen, action, moderator, reason)
         return json_response(
             {
                 "action": action,
                 "accepted": [r.id for r in chosen],
-                "unchanged": [r.id for r in found if r not in chosen],
+                "unchanged": [r.id for r in found if r not in candidates],
+                "refused": refused,
                 "unknown": [i for i, r in zip(unique, records, strict=True) if r is None],
             },
             202,

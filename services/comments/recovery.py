@@ -17,9 +17,11 @@ One replica rebuilds, under a lock, while the others wait; `/readyz` says not re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -29,7 +31,17 @@ from services.comments.articles import ArticleStates
 from services.comments.handlers import ACTION_STATUS, BODY_PREFIX, SUBMISSION_EVENT, without_overrides
 from services.comments.moderation import is_edge_refusal, near_identical_key, normalized_body_hash
 from services.comments.spam import SpamModel
-from services.comments.store import MAX_ACTIONS, MAX_HISTORY, CommentRecord, CommentStore, Hasher, HistoryEntry
+from services.comments.store import (
+    MAX_ACTIONS,
+    MAX_HISTORY,
+    QUEUE_KEEP,
+    STATUSES,
+    TRIMMED_QUEUES,
+    CommentRecord,
+    CommentStore,
+    Hasher,
+    HistoryEntry,
+)
 from shared import topics
 from shared.cli import client_options
 from shared.contracts.comments import (
@@ -40,7 +52,7 @@ from shared.contracts.comments import (
     ModerationBan,
     ModerationPremoderation,
 )
-from shared.kafka import topic_name, topic_partitions
+from shared.kafka import Reject, topic_name, topic_partitions
 from shared.logging import get_logger
 from shared.redis import CommandBatch
 from shared.settings import ServiceSettings
@@ -50,14 +62,29 @@ REBUILD_LOCK_SECONDS = 600
 MODEL_REASONS = frozenset({"spam_model", "first_time_commenter", "premoderation", "trusted_author", "passed_checks"})
 """First reasons of decisions taken after the spam model ran (its score is kept with the comment)."""
 WRITE_CHUNK = 500
+AUTOMATIC_ACTORS = frozenset({"pipeline", "readers"})
+"""Decisions no moderator took (the pipeline's, readers' reports hiding a comment)."""
 
 
 @dataclass
 class _Comment:
+    """What the log says of one comment, kept small: the newest decision whole, the others as history entries."""
+
     submission: CommentSubmitted | None = None
-    decisions: dict[int, CommentDecided] = field(default_factory=dict)
+    history: dict[int, HistoryEntry] = field(default_factory=dict)
+    last: CommentDecided | None = None
     actions: list[str] = field(default_factory=list)
     reporters: set[str] = field(default_factory=set)
+
+    def decided(self, event: CommentDecided) -> None:
+        self.history[event.revision] = HistoryEntry(
+            event.revision, event.status, event.actor, event.decided_at.isoformat(), list(event.reasons)
+        )
+        if self.last is None or event.revision >= self.last.revision:
+            self.last = event
+
+    def entries(self) -> list[HistoryEntry]:
+        return [self.history[revision] for revision in sorted(self.history)]
 
 
 class CommentsRecovery:
@@ -87,7 +114,7 @@ class CommentsRecovery:
             try:
                 await self.rebuild()
             finally:
-                await self.store.redis.delete(self.lock)
+                await self.store.release_lock(self.lock, token)  # only ours: past its expiry it may be another's
             return
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while not await self.store.redis.exists(self.marker):
@@ -102,96 +129,108 @@ class CommentsRecovery:
         )
         await consumer.start()
         comments: dict[str, _Comment] = {}
-        bans: dict[tuple[str, str], bool] = {}
+        bans: dict[tuple[str, str], tuple[datetime, bool]] = {}
         article_switches: dict[str, bool] = {}
         section_switches: dict[str, bool] = {}
+        decisions = 0
         try:
-            for record in await self._read(consumer, topics.ARTICLES):
-                await self.articles.apply(record)
-            decisions = await self._read(consumer, topics.COMMENT_DECISIONS)
-            for record in decisions:
-                try:
-                    decided = CommentDecided.model_validate_json(record.value or b"")
-                except ValidationError:
-                    continue
-                comments.setdefault(decided.id, _Comment()).decisions[decided.revision] = decided
+            async for chunk in self._chunks(consumer, topics.ARTICLES):
+                for record in chunk:
+                    with contextlib.suppress(Reject, ValidationError):  # the live consumer dead-lettered it
+                        await self.articles.apply(record)
+            async for chunk in self._chunks(consumer, topics.COMMENT_DECISIONS):
+                for record in chunk:
+                    try:
+                        decided = CommentDecided.model_validate_json(record.value or b"")
+                    except ValidationError:
+                        continue
+                    decisions += 1
+                    comments.setdefault(decided.id, _Comment()).decided(decided)
             # Per article one partition: a comment's submission, actions and reports are met in their order.
-            for record in await self._read(consumer, topics.COMMENT_SUBMISSIONS):
-                try:
-                    event = SUBMISSION_EVENT.validate_json(record.value or b"")
-                except ValidationError:
-                    continue
-                if isinstance(event, CommentSubmitted):
-                    comments.setdefault(event.id, _Comment()).submission = event
-                elif isinstance(event, ModerationAction):
-                    self._action(comments.get(event.id), event)
-                elif isinstance(event, CommentReported):
-                    if event.article_guid is not None and event.id in comments:
-                        comments[event.id].reporters.add(event.reporter)
-                elif isinstance(event, ModerationBan):
-                    bans[(event.kind, event.hash)] = not event.lifted
-                elif isinstance(event, ModerationPremoderation):
-                    if event.article_guid is not None:
-                        article_switches[event.article_guid] = event.on
-                    elif event.section is not None:
-                        section_switches[event.section] = event.on
+            async for chunk in self._chunks(consumer, topics.COMMENT_SUBMISSIONS):
+                for record in chunk:
+                    try:
+                        event = SUBMISSION_EVENT.validate_json(record.value or b"")
+                    except ValidationError:
+                        continue
+                    self._note(event, comments, bans, article_switches, section_switches)
         finally:
             await consumer.stop()
         records = [record for c in comments.values() if (record := self._record(c)) is not None]
         await self._write(records, comments, bans, article_switches, section_switches)
         await self.store.redis.set(self.marker, "1")
-        log.info("comments state rebuilt from the log", comments=len(records), decisions=len(decisions))
+        log.info("comments state rebuilt from the log", comments=len(records), decisions=decisions)
         return len(records)
 
-    async def _read(self, consumer: AIOKafkaConsumer, name: str) -> list[ConsumerRecord[Any, Any]]:
-        """Every record of a topic up to its end as of now, each partition in its order."""
+    def _note(
+        self, event: CommentSubmitted | CommentReported | ModerationAction | ModerationBan | ModerationPremoderation,
+        comments: dict[str, _Comment], bans: dict[tuple[str, str], tuple[datetime, bool]],
+        article_switches: dict[str, bool], section_switches: dict[str, bool],
+    ) -> None:
+        if isinstance(event, CommentSubmitted):
+            comments.setdefault(event.id, _Comment()).submission = event
+        elif isinstance(event, ModerationAction):
+            self._action(comments.get(event.id), event)
+        elif isinstance(event, CommentReported):
+            comment = comments.get(event.id)
+            submission = comment.submission if comment is not None else None
+            if comment is not None and submission is not None and event.article_guid == submission.article_guid:
+                comment.reporters.add(event.reporter)  # a report naming another article was refused
+        elif isinstance(event, ModerationBan):
+            # Bans made from a comment were once keyed by its article, so a ban and its lifting may sit on two
+            # partitions: the later request wins, not the later read.
+            key = (event.kind, event.hash)
+            if key not in bans or bans[key][0] <= event.requested_at:
+                bans[key] = (event.requested_at, not event.lifted)
+        elif event.article_guid is not None:
+            article_switches[event.article_guid] = event.on
+        elif event.section is not None:
+            section_switches[event.section] = event.on
+
+    async def _chunks(
+        self, consumer: AIOKafkaConsumer, name: str
+    ) -> AsyncIterator[list[ConsumerRecord[Any, Any]]]:
+        """The records of a topic up to its end as of now, a fetch at a time, each partition in its order (the
+        topics are kept for ever: they are not held in memory whole)."""
         topic = topic_name(self.settings, name)
         partitions = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         remaining = {tp for tp in partitions if ends[tp] > 0}
-        found: list[ConsumerRecord[Any, Any]] = []
         while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
+            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=2000)
             for tp, records in batches.items():
-                found.extend(r for r in records if r.offset < ends[tp])
+                yield [r for r in records if r.offset < ends[tp]]
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-        return found
 
     @staticmethod
     def _action(comment: _Comment | None, event: ModerationAction) -> None:
         """Applied when its decision is there: the moderator's, at the time asked, with the action's status."""
         if comment is None:
             return
-        status = ACTION_STATUS[event.action]
-        applied = any(
-            d.actor == event.moderator and d.status == status and d.decided_at == event.requested_at
-            for d in comment.decisions.values()
-        )
-        if not applied:
+        status, at = ACTION_STATUS[event.action], event.requested_at.astimezone(UTC).isoformat()
+        if not any(e.actor == event.moderator and e.status == status and e.at == at for e in comment.history.values()):
             return
         comment.actions.append(event.action_id)
         if event.action == "approve":
             comment.reporters.clear()  # reports before an approval are settled by it
 
     def _record(self, comment: _Comment) -> CommentRecord | None:
-        submission = comment.submission
-        if submission is None or not comment.decisions:
+        submission, last = comment.submission, comment.last
+        if submission is None or last is None:
             return None
-        history = [comment.decisions[r] for r in sorted(comment.decisions)]
-        first, last = history[0], history[-1]
+        history = comment.entries()
         reports = 0
-        for decided in history:
-            counted = [r for r in decided.reasons if r.startswith("reports=")]
+        for entry in history:
+            counted = [r for r in entry.reasons if r.startswith("reports=")]
             if counted:
                 reports = int(counted[0].removeprefix("reports="))
-            elif decided.actor not in ("pipeline", "readers") and decided.status in ("approved", "pending"):
-                reports = 0
-        body = without_overrides(submission.body)
-        model_ran = bool(first.reasons) and first.reasons[0] in MODEL_REASONS
+            elif entry.actor not in AUTOMATIC_ACTORS and entry.status in ("approved", "pending"):
+                reports = 0  # a moderator's approval or restore starts the count again
+        model_ran = bool(history[0].reasons) and history[0].reasons[0] in MODEL_REASONS
         return CommentRecord(
             id=submission.id,
             article_guid=submission.article_guid,
@@ -202,7 +241,7 @@ class CommentsRecovery:
             decided_at=last.decided_at.isoformat(),
             author=last.author,
             author_url=last.author_url,
-            body=body,
+            body=without_overrides(submission.body),
             body_html=last.body_html,
             submitted_at=submission.submitted_at.isoformat(),
             parent_id=submission.parent_id,
@@ -211,44 +250,54 @@ class CommentsRecovery:
             ip_hash=self.hasher.ip(submission.ip) if submission.ip else None,
             near_key=near_identical_key(submission.body),
             spam_score=round(self.spam_model.score(submission.body), 4) if model_ran else None,
-            history=[
-                HistoryEntry(d.revision, d.status, d.actor, d.decided_at.isoformat(), list(d.reasons))
-                for d in history
-            ][-MAX_HISTORY:],
+            history=history[-MAX_HISTORY:],
             actions=comment.actions[-MAX_ACTIONS:],
             reports=reports,
         )
 
     async def _write(
-        self, records: Sequence[CommentRecord], comments: dict[str, _Comment], bans: dict[tuple[str, str], bool],
-        article_switches: dict[str, bool], section_switches: dict[str, bool],
+        self, records: Sequence[CommentRecord], comments: dict[str, _Comment],
+        bans: dict[tuple[str, str], tuple[datetime, bool]], article_switches: dict[str, bool],
+        section_switches: dict[str, bool],
     ) -> None:
+        """Each record is written only over an older revision (or none): a replica still deciding while the view
+        is rebuilt keeps what it wrote since the log was read. Queues, groups and histories follow the records
+        written."""
         store = self.store
         for start in range(0, len(records), WRITE_CHUNK):
-            writes = CommandBatch()
-            for record in records[start : start + WRITE_CHUNK]:
-                submission = comments[record.id].submission
-                assert submission is not None
-                writes.command(
-                    "HSET", store.record_key(record.id), "revision", record.revision, "status", record.status,
-                    "data", record.to_json(),
+            chunk = records[start : start + WRITE_CHUNK]
+            fenced = CommandBatch()
+            for record in chunk:
+                fenced.script(
+                    store.rebuild_script, keys=[store.record_key(record.id)],
+                    args=[record.revision, record.status, record.to_json()],
                 )
-                score = submission.submitted_at.timestamp()
-                writes.command("ZADD", store.queue_key(record.status), score, record.id)
+            written = [record for record, won in zip(chunk, await fenced.execute(store.redis), strict=True) if won]
+            writes = CommandBatch()
+            for record in written:
+                comment = comments[record.id]
+                submission = comment.submission
+                assert submission is not None
+                others = [status for status in STATUSES if status != record.status]
+                for status in others:
+                    writes.command("ZREM", store.queue_key(status), record.id)
+                writes.command("ZADD", store.queue_key(record.status), submission.submitted_at.timestamp(), record.id)
                 writes.command("SADD", store.near_key(record.near_key), record.id)
                 author = store.author_key(record.email_hash)
-                first = comments[record.id].decisions[min(comments[record.id].decisions)]
+                first = comment.entries()[0]
                 if not is_edge_refusal(first.status, first.reasons):
                     member = f"{BODY_PREFIX}{record.article_guid}:{normalized_body_hash(submission.body)}"
                     writes.command("HSET", author, member, "1")
-                if any(d.status == "approved" for d in comments[record.id].decisions.values()):
-                    writes.command("HSET", author, "approved", "1")
-                reporters = comments[record.id].reporters
-                if reporters:
-                    writes.command("SADD", store.reporters_key(record.id), *sorted(reporters))
-            await writes.execute(store.redis)
+                if any(e.status == "approved" and e.actor not in AUTOMATIC_ACTORS for e in comment.history.values()):
+                    writes.command("HSET", author, "approved", "1")  # trusted once a moderator approved them
+                if comment.reporters:
+                    writes.command("SADD", store.reporters_key(record.id), *sorted(comment.reporters))
+            if written:
+                await writes.execute(store.redis)
         switches = CommandBatch()
-        for (kind, hashed), banned in bans.items():
+        for status in TRIMMED_QUEUES:
+            switches.command("ZREMRANGEBYRANK", store.queue_key(status), 0, -QUEUE_KEEP - 1)
+        for (kind, hashed), (_, banned) in bans.items():
             switches.command("SADD" if banned else "SREM", store.bans_key(kind), hashed)
         for guid, on in article_switches.items():
             switches.command("HSET", store.article_key(guid), "premoderated", "1" if on else "0")
@@ -257,5 +306,4 @@ class CommentsRecovery:
                 switches.command("HSET", store.section_premod_key(), section, "1")
             else:
                 switches.command("HDEL", store.section_premod_key(), section)
-        if bans or article_switches or section_switches:
-            await switches.execute(store.redis)
+        await switches.execute(store.redis)

@@ -58,6 +58,21 @@ return 1
 """
 
 
+REBUILD_RECORD = """
+-- KEYS: record   ARGV: revision, status, data (a record rebuilt from the log: never over a newer revision)
+local current = tonumber(redis.call('HGET', KEYS[1], 'revision') or '-1')
+if current >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'revision', ARGV[1], 'status', ARGV[2], 'data', ARGV[3])
+return 1
+"""
+
+RELEASE_LOCK = """
+-- KEYS: lock   ARGV: token
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 @dataclass
 class HistoryEntry:
     revision: int
@@ -170,6 +185,8 @@ class CommentStore:
         self.ns = namespace
         self.create_script = client.register_script(CREATE_RECORD)
         self.update_script = client.register_script(UPDATE_RECORD)
+        self.rebuild_script = client.register_script(REBUILD_RECORD)
+        self._release_lock = client.register_script(RELEASE_LOCK)
 
     # keys
     def record_key(self, comment_id: str) -> str:
@@ -242,6 +259,9 @@ class CommentStore:
     # writes outside the event flow (moderator state)
     async def ban(self, kind: str, hashed: str) -> bool:
         return bool(await self.redis.sadd(self.bans_key(kind), hashed))
+
+    async def release_lock(self, lock: str, token: str) -> None:
+        await self._release_lock(keys=[lock], args=[token])
 
     async def lift_ban(self, kind: str, hashed: str) -> bool:
         return bool(await self.redis.srem(self.bans_key(kind), hashed))

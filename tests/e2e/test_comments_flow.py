@@ -619,6 +619,10 @@ async def test_approvals_that_would_show_what_moderation_refused_are_refused(
     assert (await mod.post("/moderation/bans", {"comment_id": held["id"], "moderator": "Ann"})).status_code == 201
     refused = await mod.post(f"/moderation/comments/{held['id']}/approve")
     assert refused.status_code == 409 and refused.json()["banned"] == ["email"]
+    selected = await mod.post("/moderation/comments/bulk", {"action": "approve", "ids": [held["id"]]})
+    assert selected.status_code == 202 and selected.json()["accepted"] == []
+    assert [r["id"] for r in selected.json()["refused"]] == [held["id"]]
+    assert "banned" in selected.json()["refused"][0]["error"]
     # A ban made by mistake can be lifted (an event too), and the approval goes through.
     lifted = await mod.client.request(
         "DELETE", "/moderation/bans", json={"comment_id": held["id"], "moderator": "Ann", "reason": "mistake"}

@@ -8,6 +8,7 @@ rules that read it must decide as before (trusted authors, duplicates, bans, a r
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -156,6 +157,12 @@ async def test_the_view_comes_back_from_the_log_and_decides_as_before(comments_o
                 await desk.send(open_guid, CommentReported(
                     id=argued, article_guid=open_guid, reporter=f"critic-{n}", reported_at=datetime.now(UTC)
                 ))
+            # A report naming another article is refused by the consumer (dead-lettered); it must not count later.
+            await desk.send(quiet_guid, CommentReported(
+                id=argued, article_guid=quiet_guid, reporter="intruder", reported_at=datetime.now(UTC)
+            ))
+            # A record the live consumer refused to read: the rebuild skips it as the consumer did.
+            await producer.send_and_wait(stack.topic(topics.ARTICLES), b"not an event", key=b"broken")
             spam = await desk.comment(open_guid, f"wave.{tag}@example.org", SPAM, ip="203.0.113.50")
             assert (await desk.record(spam))["status"] == "spam"
             ban = await api.post("/moderation/bans", json={"email": carol, "moderator": "Ann", "reason": "abuse"})
@@ -182,6 +189,20 @@ async def test_the_view_comes_back_from_the_log_and_decides_as_before(comments_o
             await until(rebuilt, within=30)
             after = await desk.view(ids, [open_guid, quiet_guid])
             assert after == before
+
+            # A rebuild never writes a record over a newer revision (a replica still deciding meanwhile).
+            client = aioredis.Redis.from_url(stack.redis)
+            try:
+                record_key = f"{stack.namespace}:comments:{{c:{trusted}}}"
+                stored = json.loads(await client.hget(record_key, "data"))
+                newer = {**stored, "revision": 99, "reasons": ["written_meanwhile"]}
+                await client.hset(record_key, mapping={"revision": 99, "data": json.dumps(newer)})
+                await client.delete(f"{stack.namespace}:comments:built")
+            finally:
+                await client.aclose()
+            await asyncio.sleep(1.0)
+            await until(rebuilt, within=30)
+            assert (await desk.record(trusted))["reasons"] == ["written_meanwhile"]
 
             # The rules that read the view decide as before.
             again = await desk.comment(open_guid, alice, "One more thought on the deal.")

@@ -555,10 +555,14 @@
       .then(function (result) {
         var ids = result.accepted || [];
         var unchanged = (result.unchanged || []).length;
+        var refused = result.refused || [];
         removeDone(ids);
         say(
           DONE[action] + " " + plural(ids.length, "comment") +
-            (unchanged ? "; " + unchanged + " already so, left as they were" : "") + " — " + summary()
+            (unchanged ? "; " + unchanged + " already so, left as they were" : "") +
+            (refused.length ? "; " + refused.length + " refused (" + refused[0].error + ")" : "") +
+            " — " + summary(),
+          refused.length > 0
         );
       })
       .catch(function (error) {
