@@ -29,6 +29,7 @@ from shared.contracts.comments import (
     CommentSubmitted,
     ModerationAction,
     ModerationBan,
+    ModerationBanLifted,
     ModerationPremoderation,
     SurgeAlert,
 )
@@ -83,7 +84,8 @@ PAYLOADS: dict[str, tuple[type[BaseModel], ...]] = {
     topics.ARTICLES: (ArticlePublished, ArticleWithdrawn, ArticleKilled),
     topics.RELATED: (RelatedLinksUpdated,),
     topics.COMMENT_SUBMISSIONS: (
-        CommentSubmitted, CommentReported, ModerationAction, ModerationBan, ModerationPremoderation
+        CommentSubmitted, CommentReported, ModerationAction, ModerationBan, ModerationBanLifted,
+        ModerationPremoderation,
     ),
     topics.COMMENT_DECISIONS: (CommentDecided,),
     topics.DESK_ALERTS: (SurgeAlert,),

@@ -41,7 +41,7 @@ from faststream.kafka import KafkaBroker
 from services.comments.articles import ArticleStates
 from services.comments.handlers import ACTION_STATUS
 from services.comments.store import STATUSES, CommentRecord, CommentStore, Hasher
-from shared.contracts.comments import ModerationAction, ModerationBan, ModerationPremoderation
+from shared.contracts.comments import ModerationAction, ModerationBan, ModerationBanLifted, ModerationPremoderation
 from shared.http import Request, Response, Router, json_response, problem
 from shared.kafka import json_bytes
 
@@ -307,7 +307,8 @@ class ModerationApi:
         ])
 
     async def _publish(
-        self, keyed: Sequence[tuple[str, ModerationAction | ModerationBan | ModerationPremoderation]]
+        self,
+        keyed: Sequence[tuple[str, ModerationAction | ModerationBan | ModerationBanLifted | ModerationPremoderation]],
     ) -> None:
         """Produce to the submissions topic and wait until Kafka has acknowledged every event."""
         futures = [
@@ -353,10 +354,11 @@ class ModerationApi:
         if not bans:
             return problem(400, 'give "email", "ip" or "comment_id"')
         now = datetime.now(UTC)
+        event_type = ModerationBanLifted if lifted else ModerationBan
         events = [
-            ModerationBan(
+            event_type(
                 ban_id=uuid.uuid4().hex, kind=kind, hash=hashed, comment_id=comment_id or None, moderator=moderator,
-                reason=reason, requested_at=now, lifted=lifted,
+                reason=reason, requested_at=now,
             )
             for _, kind, hashed in bans
         ]

@@ -63,6 +63,7 @@ from shared.contracts.comments import (
     CommentSubmitted,
     ModerationAction,
     ModerationBan,
+    ModerationBanLifted,
     ModerationPremoderation,
     SubmissionEvent,
     SurgeAlert,
@@ -75,7 +76,7 @@ log = get_logger(__name__)
 
 CommentEvent = CommentSubmitted | CommentReported | ModerationAction
 """The submissions topic's events about one comment (the topic also carries bans)."""
-DeskEvent = ModerationBan | ModerationPremoderation
+DeskEvent = ModerationBan | ModerationBanLifted | ModerationPremoderation
 """The submissions topic's moderator events that are about no one comment."""
 SUBMISSION_EVENT: TypeAdapter[CommentEvent | DeskEvent] = TypeAdapter(SubmissionEvent)
 ACTION_STATUS: dict[str, CommentStatus] = {
@@ -391,7 +392,7 @@ class CommentPipeline:
                 raise Reject(
                     "invalid_event", "event does not match its contract", exc.errors(include_url=False)
                 ) from exc
-        if isinstance(event, ModerationBan):
+        if isinstance(event, ModerationBan | ModerationBanLifted):
             return await self.banned(event)
         if isinstance(event, ModerationPremoderation):
             return await self.premoderation_switched(event, self.batch_of(outbox))
@@ -567,18 +568,19 @@ class CommentPipeline:
         )
         return "moderated"
 
-    async def banned(self, event: ModerationBan) -> str:
+    async def banned(self, event: ModerationBan | ModerationBanLifted) -> str:
         """The moderation API has applied the ban (or lifted it) already, to take effect at once; this applies it on
         a replay. A ban and its lifting are keyed by the address's hash: a replay meets them in their order."""
-        if event.lifted:
+        lifted = isinstance(event, ModerationBanLifted)
+        if lifted:
             await self.store.lift_ban(event.kind, event.hash)
         else:
             await self.store.ban(event.kind, event.hash)
         log.info(
-            "ban lifted" if event.lifted else "ban applied", kind=event.kind, moderator=event.moderator,
+            "ban lifted" if lifted else "ban applied", kind=event.kind, moderator=event.moderator,
             reason=event.reason, comment=event.comment_id, ban=event.ban_id,
         )
-        return "unbanned" if event.lifted else "banned"
+        return "unbanned" if lifted else "banned"
 
     async def premoderation_switched(self, event: ModerationPremoderation, batch: BatchState) -> str:
         """Applied by the moderation API already, to take effect at once; this applies it on a replay, and to the

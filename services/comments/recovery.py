@@ -28,7 +28,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from services.comments.articles import ArticleStates
-from services.comments.handlers import ACTION_STATUS, BODY_PREFIX, SUBMISSION_EVENT, without_overrides
+from services.comments.handlers import (
+    ACTION_STATUS,
+    BODY_PREFIX,
+    SUBMISSION_EVENT,
+    CommentEvent,
+    DeskEvent,
+    without_overrides,
+)
 from services.comments.moderation import is_edge_refusal, near_identical_key, normalized_body_hash
 from services.comments.spam import SpamModel
 from services.comments.store import (
@@ -50,7 +57,7 @@ from shared.contracts.comments import (
     CommentSubmitted,
     ModerationAction,
     ModerationBan,
-    ModerationPremoderation,
+    ModerationBanLifted,
 )
 from shared.kafka import Reject, topic_name, topic_partitions
 from shared.logging import get_logger
@@ -163,7 +170,7 @@ class CommentsRecovery:
         return len(records)
 
     def _note(
-        self, event: CommentSubmitted | CommentReported | ModerationAction | ModerationBan | ModerationPremoderation,
+        self, event: CommentEvent | DeskEvent,
         comments: dict[str, _Comment], bans: dict[tuple[str, str], tuple[datetime, bool]],
         article_switches: dict[str, bool], section_switches: dict[str, bool],
     ) -> None:
@@ -176,12 +183,12 @@ class CommentsRecovery:
             submission = comment.submission if comment is not None else None
             if comment is not None and submission is not None and event.article_guid == submission.article_guid:
                 comment.reporters.add(event.reporter)  # a report naming another article was refused
-        elif isinstance(event, ModerationBan):
+        elif isinstance(event, ModerationBan | ModerationBanLifted):
             # Bans made from a comment were once keyed by its article, so a ban and its lifting may sit on two
             # partitions: the later request wins, not the later read.
             key = (event.kind, event.hash)
             if key not in bans or bans[key][0] <= event.requested_at:
-                bans[key] = (event.requested_at, not event.lifted)
+                bans[key] = (event.requested_at, isinstance(event, ModerationBan))
         elif event.article_guid is not None:
             article_switches[event.article_guid] = event.on
         elif event.section is not None:

@@ -63,11 +63,9 @@ class ModerationAction(EventModel):
     )
 
 
-class ModerationBan(EventModel):
-    """A moderator's ban of an e-mail address or an IP: the audit record of who, when, what and why, and what the
-    comments service applies (again, on a replay). The address itself never travels, only its keyed hash."""
+class BanFields(EventModel):
+    """What a ban and its lifting both say. The address itself never travels, only its keyed hash."""
 
-    event: Literal["comment.ban"] = "comment.ban"
     ban_id: str = Field(description="unique per ban; applying it twice changes nothing")
     kind: Literal["email", "ip"]
     hash: str = Field(description="the address's keyed hash, as the comments service keeps it")
@@ -75,7 +73,20 @@ class ModerationBan(EventModel):
     moderator: str
     reason: str | None = None
     requested_at: datetime
-    lifted: bool = Field(default=False, description="true when this lifts the ban instead of imposing it")
+
+
+class ModerationBan(BanFields):
+    """A moderator's ban of an e-mail address or an IP: the audit record of who, when, what and why, and what the
+    comments service applies (again, on a replay)."""
+
+    event: Literal["comment.ban"] = "comment.ban"
+
+
+class ModerationBanLifted(BanFields):
+    """A moderator lifting a ban. An event type of its own: a consumer that does not know it refuses it (a dead
+    letter) rather than reading it as a ban."""
+
+    event: Literal["comment.ban_lifted"] = "comment.ban_lifted"
 
 
 class ModerationPremoderation(EventModel):
@@ -93,7 +104,8 @@ class ModerationPremoderation(EventModel):
 
 
 SubmissionEvent = Annotated[
-    CommentSubmitted | CommentReported | ModerationAction | ModerationBan | ModerationPremoderation,
+    CommentSubmitted | CommentReported | ModerationAction | ModerationBan | ModerationBanLifted
+    | ModerationPremoderation,
     Field(discriminator="event"),
 ]
 
