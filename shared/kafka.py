@@ -467,6 +467,9 @@ class BatchRunner:
     max_backoff_seconds: float = 5.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
+    consumer: AIOKafkaConsumer | None = None
+    """The consumer of the last batch run through `subscribe`: what it holds says which partitions, hence which
+    guids, this process decides for (background work keyed by guid asks it)."""
     _dlq_producer: AIOKafkaProducer | None = None
     _failed_batches: dict[Handler, int] = field(default_factory=dict)
     """Per consumer (its handler), batches failed in a row outside their records: the pause before reading one
@@ -655,8 +658,10 @@ def subscribe(
 
     async def consume(_: Any, message: KafkaMessage) -> None:
         records = records_of(message)
-        await runner.run(records, dispatch, prepare)
         if isinstance(message.consumer, AIOKafkaConsumer):  # not FastStream's in-memory test consumer
+            runner.consumer = message.consumer
+        await runner.run(records, dispatch, prepare)
+        if isinstance(message.consumer, AIOKafkaConsumer):
             report_lag(runner.service, message.consumer, records, reported)
 
     consume.__name__ = f"consume_{member}"

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from services.comments.api import ModerationApi
 from services.comments.articles import ArticleStates
@@ -21,7 +21,7 @@ from services.comments.store import CommentStore
 from services.comments.ui import ModerationUi
 from shared import topics
 from shared.http import ServiceApp
-from shared.kafka import Outbox, subscribe, topic_name
+from shared.kafka import Outbox, partition_for, subscribe, topic_name
 from shared.logging import get_logger
 from shared.service import build_runtime, cancel_and_wait
 
@@ -63,12 +63,22 @@ def create_app(settings: CommentsSettings | None = None) -> ServiceApp:
 
     ticker: dict[str, asyncio.Task[None]] = {}
 
+    def owns(guid: str) -> bool:
+        """Whether this process decides for the article now: the partition its guid hashes to is assigned here."""
+        consumer = runtime.runner.consumer
+        if consumer is None:
+            return False  # nothing consumed yet: no partition is known to be ours
+        partitions = consumer.partitions_for_topic(submissions)
+        if not partitions:
+            return False
+        return TopicPartition(submissions, partition_for(guid.encode(), len(partitions))) in consumer.assignment()
+
     async def tick_forever() -> None:
         while True:
             await asyncio.sleep(settings.comments_surge_tick_seconds)
             try:
                 await recovery.ensure()  # a quiet service notices a lost state too, not at the next comment
-                await pipeline.tick(Outbox(runtime.broker))
+                await pipeline.tick(Outbox(runtime.broker), owns=owns)
             except Exception as exc:
                 log.warning("surge tick failed", error=repr(exc))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -641,8 +641,25 @@ class CommentPipeline:
             held_share=round(change.held_share, 4),
         )
 
-    async def tick(self, outbox: Outbox, now: datetime | None = None) -> list[SurgeChange]:
-        """Re-evaluate quiet articles (a surge must be able to end without a new comment)."""
+    async def tick(
+        self, outbox: Outbox, now: datetime | None = None, owns: Callable[[str], bool] | None = None
+    ) -> list[SurgeChange]:
+        """Re-evaluate quiet articles (a surge must be able to end without a new comment).
+
+        `owns(guid)` says whether this process decides for the article now (its partition is assigned here). The
+        others are forgotten, so a replica that lost an article neither ends its surge nor writes over the state
+        of the replica that took it; and articles in a surge that this process owns but never met (their last
+        owner stopped while they were quiet) are read from Redis, so their surge can end."""
+        if owns is not None:
+            for guid in self.surge.articles():
+                if not owns(guid):
+                    self.surge.forget(guid)
+                    self.surge_loaded.discard(guid)
+            surging = [m.decode() for m in cast(set[bytes], await self.redis.smembers(self.store.surging_key()))]
+            orphans = [guid for guid in sorted(surging) if guid not in self.surge_loaded and owns(guid)]
+            if orphans:
+                raws = cast(list[bytes | None], await self.redis.mget([self.store.surge_key(g) for g in orphans]))
+                self._load_surge(dict(zip(orphans, raws, strict=True)))
         changes = self.surge.tick(now or datetime.now(UTC))
         for change in changes:
             await outbox.send(self.alerts_topic, change.article_guid, self.alert(change))
@@ -652,7 +669,7 @@ class CommentPipeline:
         for change in changes:
             flag = "1" if change.state == "on" else "0"
             batch.command("HSET", self.store.article_key(change.article_guid), "surge", flag)
-        self._save_surge(batch, set(self.surge_loaded))
+        self._save_surge(batch, self.surge_loaded | set(self.surge.articles()))
         await batch.execute(self.redis)
         return changes
 
@@ -660,6 +677,7 @@ class CommentPipeline:
         states = self.surge.to_dict()["articles"]
         for guid in sorted(guids):
             state = states.get(guid)
+            batch.command("SADD" if state is not None and state["on"] else "SREM", self.store.surging_key(), guid)
             if state is None:
                 batch.command("DEL", self.store.surge_key(guid))
                 self.surge_loaded.discard(guid)

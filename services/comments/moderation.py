@@ -419,6 +419,13 @@ class SurgeDetector:
         state = self._articles.get(article_guid)
         return state is not None and state.on
 
+    def articles(self) -> list[str]:
+        return list(self._articles)
+
+    def forget(self, article_guid: str) -> None:
+        """Drop an article this process no longer decides for (its partition moved to another replica)."""
+        self._articles.pop(article_guid, None)
+
     def observe(self, article_guid: str, status: CommentStatus, at: datetime) -> SurgeChange | None:
         """Record one decided comment and return the switch it causes, if any.
 

@@ -14,6 +14,7 @@ Key layout (all under the namespace, e.g. `bs`; braces are Redis Cluster hash ta
 | `bs:comments:{premod}:sections` | hash | section code → `1` when the section is pre-moderated |
 | `bs:comments:{GUID}:article` | hash | article state (`articles.py`), `premoderated` (a moderator's), `surge` |
 | `bs:comments:{GUID}:surge` | string | the article's surge-detector state (JSON) |
+| `bs:comments:{surge}:on` | set | guids of the articles in a surge now |
 | `bs:comments:built` | string | set once the view is complete (rebuilt from the log when missing: `recovery.py`) |
 
 E-mail addresses and IPs are stored only as keyed hashes. A record is written once per revision: creating it is
@@ -215,6 +216,10 @@ class CommentStore:
 
     def article_key(self, guid: str) -> str:
         return tagged(self.ns, "comments", guid, "article")
+
+    def surging_key(self) -> str:
+        """The articles in a surge now: a replica taking over a quiet one finds it here."""
+        return tagged(self.ns, "comments", "surge", "on")
 
     def surge_key(self, guid: str) -> str:
         return tagged(self.ns, "comments", guid, "surge")
