@@ -183,8 +183,7 @@ class Router:
 
             get_logger(__name__).warning("request timed out", path=path, method=method, seconds=self.deadline_seconds)
             response = problem(
-                503, f"not answered within {self.deadline_seconds:g} s (Redis or Kafka is slow or unreachable); "
-                "try again", [(b"retry-after", b"5")],
+                503, f"not answered within {self.deadline_seconds:g} s; try again", [(b"retry-after", b"5")],
             )
         except BodyTooLarge:
             if route is not None and route.too_large is not None:

@@ -186,6 +186,14 @@ def _section(services: tuple[tuple[str | None, str | None], ...]) -> Term:
     return DEFAULT_SECTION
 
 
+MAX_TAGS = 50
+"""Tags kept per story, the first ones given. Each tag is a page and a feed the publisher keeps up to date: a
+draft with 20,000 keywords held back every list on the site for as long as their pages took (minutes). The BBC
+stories carry a dozen at most; wire services cap theirs at a few dozen."""
+MAX_AUTHORS = 20
+"""Authors kept per story (each one an author page), the first ones given."""
+
+
 def tags_of(draft: NinjsDraft) -> list[Term]:
     """Subjects (by name), keywords, then places (by name), first spelling kept.
 
@@ -194,6 +202,7 @@ def tags_of(draft: NinjsDraft) -> list[Term]:
 
     Two tags whose codes would collide ("NATO", "Nato", "N.A.T.O") are the same tag page, so the slug code is
     the identity and duplicates are dropped in order. Subjects without a name (bare IPTC numbers) are not shown.
+    Past `MAX_TAGS`, the rest are left out.
     """
     names = [
         *(subject.name for subject in draft.subject if subject.name),
@@ -209,6 +218,8 @@ def tags_of(draft: NinjsDraft) -> list[Term]:
             continue
         seen.add(code)
         tags.append(Term(code=code, name=name))
+        if len(tags) == MAX_TAGS:
+            break
     return tags
 
 
@@ -259,6 +270,8 @@ def authors_of(draft: NinjsDraft) -> list[Author]:
             authors.append(
                 Author(name=name, slug=slug, role=role, biography=biography, avatar_url=_safe_url(entry.avatar_url))
             )
+            if len(authors) == MAX_AUTHORS:
+                break
         return authors
     for name in _authors_from_byline(draft.byline or ""):
         slug = _slug_or_none(name)
@@ -266,7 +279,7 @@ def authors_of(draft: NinjsDraft) -> list[Author]:
             continue
         seen.add(slug)
         authors.append(Author(name=name, slug=slug))
-    return authors
+    return authors[:MAX_AUTHORS]
 
 
 def _is_web_image(rendition: NinjsRendition) -> bool:

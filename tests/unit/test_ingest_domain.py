@@ -288,6 +288,17 @@ def test_places_are_tags_after_subjects_and_keywords() -> None:
     ]
 
 
+def test_a_story_keeps_its_first_fifty_tags_and_twenty_authors() -> None:
+    """Each tag and author is a page the publisher keeps up to date: 20,000 keywords in one draft held back every
+    list on the site for minutes."""
+    draft = _draft(
+        keywords=[f"Topic {n}" for n in range(20_000)],
+        authors=[{"name": f"Writer {n}"} for n in range(500)],
+    )
+    assert [tag.code for tag in tags_of(draft)] == [f"topic-{n}" for n in range(50)]
+    assert [author.slug for author in authors_of(draft)] == [f"writer-{n}" for n in range(20)]
+
+
 # Authors --------------------------------------------------------------------------------------------------
 
 
