@@ -27,7 +27,16 @@ from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, labelled
 
 log = get_logger(__name__)
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+URI_TOO_LONG = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+HEADERS_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 MAX_BODY = 1024 * 1024
+MAX_URL = 8 * 1024
+MAX_HEAD = 32 * 1024
+"""Bytes of request line and headers a request may have (browsers send 1-2 KB): a client sending more was made to
+hold the server's memory (a 64 MB header grew it by 60 MB)."""
+IDLE_SECONDS = 30.0
+"""How long a connection may take to send a whole request, or wait idle between two: past it, it is closed. Without
+it one client could hold every connection the process can open with requests it never finishes."""
 DATE = DateLine()
 
 
@@ -53,32 +62,55 @@ class HttpProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._size = 0
+        self._head = 0
+        self.waiting_since: float | None = None
+        """When this connection started waiting for a whole request (None while one is being answered)."""
 
     # connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's TCP transport is not a subclass
         self.server.connections.add(self)
+        self.waiting_since = time.monotonic()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
 
+    def expire(self, now: float) -> None:
+        """Close the connection when it has waited for a whole request for longer than `IDLE_SECONDS` (checked by
+        the server's sweep, so that answering a request costs no timer)."""
+        if self.waiting_since is not None and now - self.waiting_since > IDLE_SECONDS and self.transport is not None:
+            self.transport.close()
+
+    def _refuse(self, answer: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(answer)
+            self.transport.close()
+            self.transport = None
+
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            if self.transport:
-                self.transport.write(BAD_REQUEST)
-                self.transport.close()
+            self._refuse(BAD_REQUEST)
 
     # parser callbacks
     def on_message_begin(self) -> None:
-        self._url, self._headers, self._body, self._size = b"", [], [], 0
+        self._url, self._headers, self._body, self._size, self._head = b"", [], [], 0, 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > MAX_URL:
+            self._refuse(URI_TOO_LONG)
+            raise httptools.HttpParserError("request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head += len(name) + len(value) + 4
+        if self._head > MAX_HEAD:
+            self._refuse(HEADERS_TOO_LARGE)
+            raise httptools.HttpParserError("request head too large")
         self._headers.append((name.lower(), value))
 
     def on_body(self, body: bytes) -> None:
@@ -87,6 +119,7 @@ class HttpProtocol(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.waiting_since = None  # a whole request: what it takes to answer is not the client's doing
         request = Request(
             self.parser.get_method(), self._url, self._headers, b"".join(self._body), self.parser.should_keep_alive()
         )
@@ -108,6 +141,7 @@ class HttpProtocol(asyncio.Protocol):
                 labelled(HTTP_REQUESTS, "publisher", page.route, str(variant.status)).inc()
                 self.write(variant.raw_lines, variant.body, request.keep_alive)
                 labelled(HTTP_REQUEST_SECONDS, "publisher", page.route).observe(time.perf_counter() - started)
+                self.waiting_since = time.monotonic()
                 return
         self.busy = True
         if self.transport:
@@ -176,6 +210,7 @@ class HttpProtocol(asyncio.Protocol):
             self.handle(self.queue.popleft())
         if self.transport is not None and not self.busy:
             self.transport.resume_reading()
+            self.waiting_since = time.monotonic()
 
 
 class Lifespan:
@@ -267,7 +302,9 @@ class PublisherServer:
         server = await loop.create_server(lambda: HttpProtocol(self), *self.address, backlog=2048,
                                           reuse_address=True)
         log.info("publisher serving", host=self.address[0], port=self.address[1])
+        sweeper = asyncio.create_task(self.sweep_forever(), name="idle-connections")
         await stop.wait()
+        sweeper.cancel()
         log.info("stopping: no new connections, draining requests")
         self.accepting = False
         server.close()
@@ -277,6 +314,17 @@ class PublisherServer:
             if connection.transport is not None:
                 connection.transport.close()
         await lifespan.shutdown(graceful_seconds)
+
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        for connection in list(self.connections):
+            connection.expire(now)
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_SECONDS / 6)
+            self.sweep()
 
 
 def run(app: ASGIApp, reader: ReaderApp, host: str, port: int) -> None:

@@ -143,3 +143,31 @@ async def test_the_asgi_app_answers_assets_by_version_too() -> None:
         await app(scope, receive, send)  # type: ignore[arg-type]
         cache_control = dict(sent[0]["headers"])[b"cache-control"]
         assert (b"immutable" in cache_control) is immutable, query
+
+
+async def test_a_request_head_past_its_bound_is_refused_and_the_connection_closed() -> None:
+    """A client sending megabytes of header or URL grew the server's memory by as much, and got no answer."""
+    status, _, _ = await exchange(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+    assert status == 431
+    status, _, _ = await exchange(b"GET /" + b"a" * 9_000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert status == 414
+
+
+async def test_a_connection_that_never_finishes_its_request_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.publisher import server as server_module
+
+    monkeypatch.setattr(server_module, "IDLE_SECONDS", 0.05)
+    app = reader()
+    server = PublisherServer(app, app, "127.0.0.1", 0)
+    slow, idle = HttpProtocol(server), HttpProtocol(server)
+    slow_transport, idle_transport = Transport(), Transport()
+    slow.connection_made(slow_transport)  # type: ignore[arg-type]
+    idle.connection_made(idle_transport)  # type: ignore[arg-type]
+    slow.data_received(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")  # and nothing more
+    idle.data_received(f"GET {ARTICLE} HTTP/1.1\r\nHost: a\r\n\r\n".encode())  # answered, then nothing
+    assert idle_transport.data.startswith(b"HTTP/1.1 200") and not idle_transport.closed
+    server.sweep()
+    assert not slow_transport.closed and not idle_transport.closed
+    await asyncio.sleep(0.1)
+    server.sweep()
+    assert slow_transport.closed and idle_transport.closed
