@@ -163,6 +163,15 @@ def make_redis(settings: ServiceSettings, *, pool_size: int = 32) -> aioredis.Re
     return aioredis.Redis(connection_pool=pool, decode_responses=False)
 
 
+RELEASE_LOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+async def release_lock(client: aioredis.Redis, key: str, token: str) -> bool:
+    """Delete a lock taken with `SET key token NX EX …` only if it is still ours: past its expiry another process
+    may hold it, and deleting that one would let a third in beside it."""
+    return bool(await client.eval(RELEASE_LOCK, 1, key, token))
+
+
 def tagged(namespace: str, area: str, entity: str, *parts: str) -> str:
     """`bs:pub:{guid}:state` — the braces make every key of one entity land on one cluster slot."""
     suffix = ":".join(parts)

@@ -61,7 +61,7 @@ from shared.contracts.comments import (
 )
 from shared.kafka import Reject, topic_name, topic_partitions
 from shared.logging import get_logger
-from shared.redis import CommandBatch
+from shared.redis import CommandBatch, release_lock
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -121,7 +121,7 @@ class CommentsRecovery:
             try:
                 await self.rebuild()
             finally:
-                await self.store.release_lock(self.lock, token)  # only ours: past its expiry it may be another's
+                await release_lock(self.store.redis, self.lock, token)
             return
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while not await self.store.redis.exists(self.marker):

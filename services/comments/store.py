@@ -67,13 +67,6 @@ redis.call('HSET', KEYS[1], 'revision', ARGV[1], 'status', ARGV[2], 'data', ARGV
 return 1
 """
 
-RELEASE_LOCK = """
--- KEYS: lock   ARGV: token
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 @dataclass
 class HistoryEntry:
     revision: int
@@ -187,7 +180,6 @@ class CommentStore:
         self.create_script = client.register_script(CREATE_RECORD)
         self.update_script = client.register_script(UPDATE_RECORD)
         self.rebuild_script = client.register_script(REBUILD_RECORD)
-        self._release_lock = client.register_script(RELEASE_LOCK)
 
     # keys
     def record_key(self, comment_id: str) -> str:
@@ -264,9 +256,6 @@ class CommentStore:
     # writes outside the event flow (moderator state)
     async def ban(self, kind: str, hashed: str) -> bool:
         return bool(await self.redis.sadd(self.bans_key(kind), hashed))
-
-    async def release_lock(self, lock: str, token: str) -> None:
-        await self._release_lock(keys=[lock], args=[token])
 
     async def lift_ban(self, kind: str, hashed: str) -> bool:
         return bool(await self.redis.srem(self.bans_key(kind), hashed))

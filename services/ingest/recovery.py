@@ -22,6 +22,7 @@ from shared.cli import client_options
 from shared.contracts import ArticleEvent, ArticleKilled, ArticlePublished, ArticleWithdrawn, NinjsDraft
 from shared.kafka import record_headers, topic_name, topic_partitions
 from shared.logging import get_logger
+from shared.redis import release_lock
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -47,7 +48,7 @@ class StateRecovery:
             try:
                 await self.rebuild()
             finally:
-                await self.store.redis.delete(self.lock)
+                await release_lock(self.store.redis, self.lock, token)
             return
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while not await self.store.redis.exists(self.marker):

@@ -192,3 +192,20 @@ async def test_a_cancelled_task_stops_wherever_the_cancel_lands(infra: dict[str,
     finally:
         await client.aclose()
     assert carried_on == 0, f"{carried_on} of 150 cancelled tasks carried on"
+
+
+async def test_a_lock_is_released_only_by_its_holder(infra: dict[str, str]) -> None:
+    """A rebuild that outlived its lock must not delete the lock another replica took since."""
+    from shared.redis import release_lock
+
+    client = aioredis.Redis.from_url(infra["redis"])
+    key = f"tlock{uuid.uuid4().hex[:8]}:rebuild-lock"
+    try:
+        assert await client.set(key, "theirs", nx=True, ex=60)
+        assert not await release_lock(client, key, "mine")
+        assert await client.get(key) == b"theirs"
+        assert await release_lock(client, key, "theirs")
+        assert await client.exists(key) == 0
+    finally:
+        await client.delete(key)
+        await client.aclose()
