@@ -11,7 +11,7 @@ hashes.
 | GET | `/moderation/comments?status=pending&limit=50&before=EPOCH&near_key=K` | | list, newest first |
 | GET | `/moderation/comments/{id}` | | one comment with its history |
 | POST | `/moderation/comments/{id}/ACTION` | `{"reason", "moderator", "expected_revision"}` | 202 |
-| POST | `/moderation/comments/bulk` | `{"action", "ids": [...]}` or `{"action", "near_key", "statuses"}` | 202 |
+| POST | `/moderation/comments/bulk` | `{"action", "ids", "revisions"}` or `{"action", "near_key", "statuses"}` | 202 |
 | POST | `/moderation/bans` | `{"email"}`, `{"ip"}` or `{"comment_id", "with_ip"}`; `{"reason", "moderator"}` | 201 |
 | DELETE | `/moderation/bans` | the same: lifts those bans | 200 |
 | POST | `/moderation/premoderation` | `{"article" or "section", "on": true\\|false, "reason", "moderator"}` | 200 |
@@ -32,7 +32,7 @@ import hmac
 import json
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -242,6 +242,11 @@ class ModerationApi:
             reason = f"{reason} (near-identical group)" if reason else "near-identical group"
         else:
             return problem(400, "give ids or near_key")
+        revisions = data.get("revisions") or {}
+        if not isinstance(revisions, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in revisions.values()
+        ):
+            return problem(400, "revisions must map comment ids to the revisions they were decided on")
         unique = list(dict.fromkeys(ids))[:MAX_BULK]
         records = await self.store.records(unique)
         target = ACTION_STATUS[action]
@@ -250,12 +255,17 @@ class ModerationApi:
         refused: list[dict[str, Any]] = []
         chosen: list[CommentRecord] = []
         for record in candidates:  # the single route's refusals hold for a selection too
+            seen = revisions.get(record.id)
+            if seen is not None and seen != record.revision:
+                error = f"the comment changed since revision {seen}: it is {record.status} now"
+                refused.append({"id": record.id, "error": error})
+                continue
             refusal = await self._approval_refused(record) if action == "approve" else None
             if refusal is None:
                 chosen.append(record)
             else:
                 refused.append({"id": record.id, "error": json.loads(refusal.body)["error"]})
-        await self._send(chosen, action, moderator, reason)
+        await self._send(chosen, action, moderator, reason, revisions)
         return json_response(
             {
                 "action": action,
@@ -286,8 +296,9 @@ class ModerationApi:
 
     async def _send(
         self, records: Sequence[CommentRecord], action: str, moderator: str, reason: str | None,
-        expected_revision: int | None = None,
+        expected_revision: int | Mapping[str, int] | None = None,
     ) -> None:
+        """`expected_revision`: one for every record, or per comment id (a selection)."""
         now = datetime.now(UTC)
         await self._publish([
             (
@@ -300,7 +311,10 @@ class ModerationApi:
                     moderator=moderator,
                     reason=reason,
                     requested_at=now,
-                    expected_revision=expected_revision,
+                    expected_revision=(
+                        expected_revision.get(record.id) if isinstance(expected_revision, Mapping)
+                        else expected_revision
+                    ),
                 ),
             )
             for record in records

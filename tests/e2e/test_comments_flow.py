@@ -592,6 +592,12 @@ async def test_moderators_who_decided_on_an_old_revision_are_refused(
     assert "changed since revision 1" in second.json()["error"]
     bad = await mod.post(f"/moderation/comments/{held['id']}/reject", {"expected_revision": "1"})
     assert bad.status_code == 400
+    # The same from a selection: each comment names the revision it was seen at.
+    selected = await mod.post("/moderation/comments/bulk", {
+        "action": "reject", "ids": [held["id"]], "revisions": {held["id"]: 1}, "moderator": "Bob",
+    })
+    assert selected.status_code == 202 and selected.json()["accepted"] == []
+    assert "changed since revision 1" in selected.json()["refused"][0]["error"]
 
     # The same stale decision straight on the topic, as if the API had read the record before Ann's was applied.
     stale = {

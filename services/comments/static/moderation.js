@@ -547,7 +547,12 @@
           action: action,
           ids: comments.map(function (item) {
             return item.id;
-          })
+          }),
+          // The revision each was seen at: one another moderator decided meanwhile is refused, not overwritten.
+          revisions: comments.reduce(function (seen, item) {
+            seen[item.id] = item.revision;
+            return seen;
+          }, {})
         })
       );
     }
