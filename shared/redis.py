@@ -7,7 +7,8 @@ Every key starts with the deployment's namespace, and keys that one script touch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -170,6 +171,28 @@ async def release_lock(client: aioredis.Redis, key: str, token: str) -> bool:
     """Delete a lock taken with `SET key token NX EX …` only if it is still ours: past its expiry another process
     may hold it, and deleting that one would let a third in beside it."""
     return bool(await client.eval(RELEASE_LOCK, 1, key, token))
+
+
+async def ensure_built(
+    client: aioredis.Redis, marker: str, lock: str, rebuild: Callable[[], Awaitable[object]], *,
+    lock_seconds: int, wait_seconds: float, what: str,
+) -> None:
+    """Return once `marker` exists; run `rebuild` first when it does not (it sets the marker when done). One process
+    rebuilds, under `lock`; the others wait for it as long as its lock may live."""
+    if await client.exists(marker):
+        return
+    token = uuid.uuid4().hex
+    if await client.set(lock, token, nx=True, ex=lock_seconds):
+        try:
+            await rebuild()
+        finally:
+            await release_lock(client, lock, token)
+        return
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while not await client.exists(marker):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{what} is being rebuilt by another replica")
+        await asyncio.sleep(0.2)
 
 
 def tagged(namespace: str, area: str, entity: str, *parts: str) -> str:

@@ -16,9 +16,7 @@ One replica rebuilds, under a lock, while the others wait; `/readyz` says not re
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,7 +59,7 @@ from shared.contracts.comments import (
 )
 from shared.kafka import Reject, topic_name, topic_partitions
 from shared.logging import get_logger
-from shared.redis import CommandBatch, release_lock
+from shared.redis import CommandBatch, ensure_built
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -114,20 +112,10 @@ class CommentsRecovery:
 
     async def ensure(self, *, wait_seconds: float = REBUILD_LOCK_SECONDS) -> None:
         """Return once the view is complete; rebuild it first if it is missing."""
-        if await self.store.redis.exists(self.marker):
-            return
-        token = uuid.uuid4().hex
-        if await self.store.redis.set(self.lock, token, nx=True, ex=REBUILD_LOCK_SECONDS):
-            try:
-                await self.rebuild()
-            finally:
-                await release_lock(self.store.redis, self.lock, token)
-            return
-        deadline = asyncio.get_running_loop().time() + wait_seconds
-        while not await self.store.redis.exists(self.marker):
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("comments state is being rebuilt by another replica")
-            await asyncio.sleep(0.2)
+        await ensure_built(
+            self.store.redis, self.marker, self.lock, self.rebuild,
+            lock_seconds=REBUILD_LOCK_SECONDS, wait_seconds=wait_seconds, what="comments state",
+        )
 
     async def rebuild(self) -> int:
         consumer = AIOKafkaConsumer(

@@ -8,8 +8,6 @@ the event's `draft-partition`/`draft-offset` headers point to.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +20,7 @@ from shared.cli import client_options
 from shared.contracts import ArticleEvent, ArticleKilled, ArticlePublished, ArticleWithdrawn, NinjsDraft
 from shared.kafka import record_headers, topic_name, topic_partitions
 from shared.logging import get_logger
-from shared.redis import release_lock
+from shared.redis import ensure_built
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -41,20 +39,10 @@ class StateRecovery:
     async def ensure(self, *, wait_seconds: float = REBUILD_LOCK_SECONDS) -> None:
         """Return once the state is complete; rebuild it first if it is missing (one replica rebuilds, the others
         wait for it as long as its lock lives)."""
-        if await self.store.redis.exists(self.marker):
-            return
-        token = uuid.uuid4().hex
-        if await self.store.redis.set(self.lock, token, nx=True, ex=REBUILD_LOCK_SECONDS):
-            try:
-                await self.rebuild()
-            finally:
-                await release_lock(self.store.redis, self.lock, token)
-            return
-        deadline = asyncio.get_running_loop().time() + wait_seconds
-        while not await self.store.redis.exists(self.marker):
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("ingest state is being rebuilt by another replica")
-            await asyncio.sleep(0.2)
+        await ensure_built(
+            self.store.redis, self.marker, self.lock, self.rebuild,
+            lock_seconds=REBUILD_LOCK_SECONDS, wait_seconds=wait_seconds, what="ingest state",
+        )
 
     async def rebuild(self) -> int:
         consumer = AIOKafkaConsumer(

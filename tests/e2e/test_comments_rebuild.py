@@ -25,7 +25,7 @@ from shared import topics
 from shared.contracts import ArticlePublished, Term
 from shared.contracts.articles import Author
 from shared.contracts.comments import CommentReported, CommentSubmitted, ModerationAction
-from tests.support.stack import MODERATION_TOKEN, SERVICES, ServiceStack, free_port
+from tests.support.stack import MODERATION_TOKEN, ServiceStack, private_stack
 
 T = TypeVar("T")
 STATUSES = ("pending", "reported", "approved", "rejected", "spam")
@@ -34,24 +34,9 @@ SPAM = "Check out my channel!!! Free gift cards, subscribe now www.free-cards-4u
 
 @pytest.fixture
 async def comments_only(infra: dict[str, str], tmp_path: Path) -> AsyncIterator[ServiceStack]:
-    run = uuid.uuid4().hex[:8]
-    stack = ServiceStack(
-        kafka=infra["kafka"], redis=infra["redis"], prefix=f"cr{run}.", namespace=f"cr{run}",
-        ports={name: free_port() for name in SERVICES}, log_dir=tmp_path,
-        extra_env={"COMMENTS_FLOOD_SECONDS": "0", "COMMENTS_SURGE_TICK_SECONDS": "0.5"},
-    )
-    await stack.create_topics()
-    stack.start("comments")
-    try:
-        await asyncio.to_thread(stack.wait_ready, 90, ("comments",))
-        yield stack
-    finally:
-        await asyncio.to_thread(stack.stop_all)
-        await stack.delete_topics()
-        client = aioredis.Redis.from_url(stack.redis)
-        async for key in client.scan_iter(match=f"{stack.namespace}:*", count=500):
-            await client.delete(key)
-        await client.aclose()
+    quick = {"COMMENTS_FLOOD_SECONDS": "0", "COMMENTS_SURGE_TICK_SECONDS": "0.5"}
+    async with private_stack(infra["kafka"], infra["redis"], tmp_path, ("comments",), tag="cr", extra_env=quick) as s:
+        yield s
 
 
 async def until(check: Callable[[], Awaitable[T | None]], within: float = 20) -> T:

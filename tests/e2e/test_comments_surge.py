@@ -24,32 +24,21 @@ from shared import topics
 from shared.contracts import ArticlePublished, Term
 from shared.contracts.articles import Author
 from shared.contracts.comments import CommentSubmitted
-from tests.support.stack import MODERATION_TOKEN, SERVICES, ServiceStack, free_port
+from tests.support.stack import MODERATION_TOKEN, ServiceStack, private_stack
 
 T = TypeVar("T")
 
 
 @pytest.fixture
 async def comments_only(infra: dict[str, str], tmp_path: Path) -> AsyncIterator[ServiceStack]:
-    run = uuid.uuid4().hex[:8]
-    stack = ServiceStack(
-        kafka=infra["kafka"], redis=infra["redis"], prefix=f"cs{run}.", namespace=f"cs{run}",
-        ports={name: free_port() for name in SERVICES}, log_dir=tmp_path,
-        extra_env={
-            "COMMENTS_SURGE_RATE_ON": "5",
-            "COMMENTS_SURGE_RATE_OFF": "9",
-            "COMMENTS_SURGE_CALM_MINUTES": "0.05",
-            "COMMENTS_SURGE_TICK_SECONDS": "0.5",
-        },
-    )
-    await stack.create_topics()
-    stack.start("comments")
-    try:
-        await asyncio.to_thread(stack.wait_ready, 90, ("comments",))
-        yield stack
-    finally:
-        await asyncio.to_thread(stack.stop_all)
-        await stack.delete_topics()
+    surge = {
+        "COMMENTS_SURGE_RATE_ON": "5",
+        "COMMENTS_SURGE_RATE_OFF": "9",
+        "COMMENTS_SURGE_CALM_MINUTES": "0.05",
+        "COMMENTS_SURGE_TICK_SECONDS": "0.5",
+    }
+    async with private_stack(infra["kafka"], infra["redis"], tmp_path, ("comments",), tag="cs", extra_env=surge) as s:
+        yield s
 
 
 async def until(check: Callable[[], Awaitable[T | None]], within: float = 20) -> T:

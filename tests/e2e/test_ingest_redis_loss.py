@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,28 +18,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared import topics
 from tests.support.drafts import make_draft
-from tests.support.stack import SERVICES, ServiceStack, free_port
+from tests.support.stack import ServiceStack, private_stack
 
 
 @pytest.fixture
 async def ingest_only(infra: dict[str, str], tmp_path: Path) -> AsyncIterator[ServiceStack]:
-    run = uuid.uuid4().hex[:8]
-    stack = ServiceStack(
-        kafka=infra["kafka"], redis=infra["redis"], prefix=f"il{run}.", namespace=f"il{run}",
-        ports={name: free_port() for name in SERVICES}, log_dir=tmp_path,
-    )
-    await stack.create_topics()
-    stack.start("ingest")
-    try:
-        await asyncio.to_thread(stack.wait_ready, 90, ("ingest",))
+    async with private_stack(infra["kafka"], infra["redis"], tmp_path, ("ingest",), tag="il") as stack:
         yield stack
-    finally:
-        await asyncio.to_thread(stack.stop_all)
-        await stack.delete_topics()
-        client = aioredis.Redis.from_url(stack.redis)
-        async for key in client.scan_iter(match=f"{stack.namespace}:*", count=500):
-            await client.delete(key)
-        await client.aclose()
 
 
 async def events_of(stack: ServiceStack, guid: str) -> list[tuple[str, float]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -11,13 +12,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
+import redis.asyncio as aioredis
 
 from shared import topics
 
@@ -254,6 +256,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def private_stack(
+    kafka: str, redis: str, log_dir: Path, services: tuple[str, ...], *, tag: str,
+    extra_env: Mapping[str, str] | None = None,
+) -> AsyncIterator[ServiceStack]:
+    """Service processes of their own, on topics and a Redis namespace of their own, for a test that changes their
+    settings or wipes their state without touching the session's stack; everything is removed afterwards."""
+    run = f"{tag}{uuid.uuid4().hex[:8]}"
+    stack = ServiceStack(
+        kafka=kafka, redis=redis, prefix=f"{run}.", namespace=run,
+        ports={name: free_port() for name in SERVICES}, log_dir=log_dir, extra_env=dict(extra_env or {}),
+    )
+    await stack.create_topics()
+    for service in services:
+        stack.start(service)
+    try:
+        await asyncio.to_thread(stack.wait_ready, 90, services)
+        yield stack
+    finally:
+        await asyncio.to_thread(stack.stop_all)
+        await stack.delete_topics()
+        client = aioredis.Redis.from_url(redis)
+        try:
+            async for key in client.scan_iter(match=f"{run}:*", count=500):
+                await client.delete(key)
+        finally:
+            await client.aclose()
 
 
 def running_stack(
