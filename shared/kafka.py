@@ -16,7 +16,7 @@ import logging
 import random
 import struct
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -694,6 +694,24 @@ def drop_lag(service: str, partition: TopicPartition) -> None:
     """Forget the lag of a partition this process no longer holds: the replica that took it over reports it."""
     with contextlib.suppress(KeyError):  # never reported here
         CONSUMER_LAG.remove(service, partition.topic, str(partition.partition))
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, topic: str) -> AsyncIterator[list[ConsumerRecord[Any, Any]]]:
+    """Every record of `topic` up to its end as of now, a fetch at a time, each partition in its order: what a
+    service reads to rebuild its Redis state from the log (the topics are kept for ever, so never whole in memory).
+    `consumer` is one without a group, assigned here."""
+    partitions = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    ends = await consumer.end_offsets(partitions)
+    remaining = {tp for tp in partitions if ends[tp] > 0}
+    while remaining:
+        batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=2000)
+        for tp, records in batches.items():
+            yield [r for r in records if r.offset < ends[tp]]
+        for tp in list(remaining):
+            if await consumer.position(tp) >= ends[tp]:
+                remaining.discard(tp)
 
 
 async def topic_partitions(consumer: Any, topic: str, *, attempts: int = 50) -> list[int]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import ValidationError
 
 from services.comments.articles import ArticleStates
@@ -57,7 +57,7 @@ from shared.contracts.comments import (
     ModerationBan,
     ModerationBanLifted,
 )
-from shared.kafka import Reject, topic_name, topic_partitions
+from shared.kafka import Reject, read_to_end, topic_name
 from shared.logging import get_logger
 from shared.redis import CommandBatch, ensure_built
 from shared.settings import ServiceSettings
@@ -182,24 +182,8 @@ class CommentsRecovery:
         elif event.section is not None:
             section_switches[event.section] = event.on
 
-    async def _chunks(
-        self, consumer: AIOKafkaConsumer, name: str
-    ) -> AsyncIterator[list[ConsumerRecord[Any, Any]]]:
-        """The records of a topic up to its end as of now, a fetch at a time, each partition in its order (the
-        topics are kept for ever: they are not held in memory whole)."""
-        topic = topic_name(self.settings, name)
-        partitions = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=2000)
-            for tp, records in batches.items():
-                yield [r for r in records if r.offset < ends[tp]]
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+    def _chunks(self, consumer: AIOKafkaConsumer, name: str) -> AsyncIterator[list[ConsumerRecord[Any, Any]]]:
+        return read_to_end(consumer, topic_name(self.settings, name))
 
     @staticmethod
     def _action(comment: _Comment | None, event: ModerationAction) -> None:

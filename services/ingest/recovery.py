@@ -18,7 +18,7 @@ from services.ingest.state import IngestStore, StoryState
 from shared import topics
 from shared.cli import client_options
 from shared.contracts import ArticleEvent, ArticleKilled, ArticlePublished, ArticleWithdrawn, NinjsDraft
-from shared.kafka import record_headers, topic_name, topic_partitions
+from shared.kafka import read_to_end, record_headers, topic_name
 from shared.logging import get_logger
 from shared.redis import ensure_built
 from shared.settings import ServiceSettings
@@ -54,21 +54,10 @@ class StateRecovery:
         held: dict[str, tuple[int, int, dict[str, str]]] = {}
         count = 0
         try:
-            topic = topic_name(self.settings, topics.ARTICLES)
-            partitions = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            remaining = {tp for tp in partitions if ends[tp] > 0}
-            while remaining:
-                batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=2000)
-                for records in batches.values():
-                    for record in records:
-                        count += 1
-                        self._apply(record, states, held)
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
+            async for records in read_to_end(consumer, topic_name(self.settings, topics.ARTICLES)):
+                for record in records:
+                    count += 1
+                    self._apply(record, states, held)
             for state in states.values():
                 await self.store.save(state)
                 for path in [state.url_path, *state.previous_paths]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -25,9 +24,8 @@ from shared import topics
 from shared.contracts import ArticlePublished, Term
 from shared.contracts.articles import Author
 from shared.contracts.comments import CommentReported, CommentSubmitted, ModerationAction
-from tests.support.stack import MODERATION_TOKEN, ServiceStack, private_stack
+from tests.support.stack import MODERATION_TOKEN, ServiceStack, private_stack, until
 
-T = TypeVar("T")
 STATUSES = ("pending", "reported", "approved", "rejected", "spam")
 SPAM = "Check out my channel!!! Free gift cards, subscribe now www.free-cards-4u.com and win $500"
 
@@ -37,16 +35,6 @@ async def comments_only(infra: dict[str, str], tmp_path: Path) -> AsyncIterator[
     quick = {"COMMENTS_FLOOD_SECONDS": "0", "COMMENTS_SURGE_TICK_SECONDS": "0.5"}
     async with private_stack(infra["kafka"], infra["redis"], tmp_path, ("comments",), tag="cr", extra_env=quick) as s:
         yield s
-
-
-async def until(check: Callable[[], Awaitable[T | None]], within: float = 20) -> T:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not reached within {within}s")
 
 
 def article(guid: str) -> ArticlePublished:

@@ -7,14 +7,12 @@ above the on level, so that the end of a 9-comment burst is calm at once instead
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -24,9 +22,7 @@ from shared import topics
 from shared.contracts import ArticlePublished, Term
 from shared.contracts.articles import Author
 from shared.contracts.comments import CommentSubmitted
-from tests.support.stack import MODERATION_TOKEN, ServiceStack, private_stack
-
-T = TypeVar("T")
+from tests.support.stack import MODERATION_TOKEN, ServiceStack, private_stack, until
 
 
 @pytest.fixture
@@ -39,16 +35,6 @@ async def comments_only(infra: dict[str, str], tmp_path: Path) -> AsyncIterator[
     }
     async with private_stack(infra["kafka"], infra["redis"], tmp_path, ("comments",), tag="cs", extra_env=surge) as s:
         yield s
-
-
-async def until(check: Callable[[], Awaitable[T | None]], within: float = 20) -> T:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not reached within {within}s")
 
 
 async def alerts(stack: ServiceStack, guid: str) -> list[str]:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -250,6 +250,17 @@ class ServiceStack:
                 return last
             await asyncio.sleep(interval)
         return last
+
+
+async def until(check: Callable[[], Awaitable[T | None]], within: float = 20) -> T:
+    """The first truthy answer of `check`, asked every 0.1 s; fails the test past `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not reached within {within}s")
 
 
 def free_port() -> int:
