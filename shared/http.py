@@ -109,6 +109,14 @@ def problem(status: int, reason: str, headers: Iterable[tuple[bytes, bytes]] = (
     return json_response({"status": status, "error": reason, **extra}, status, headers)
 
 
+def method_not_allowed(allowed: Iterable[str]) -> Response:
+    """A 405 names the methods the resource does take (RFC 9110 §15.5.6); GET implies HEAD."""
+    methods = set(allowed)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return problem(405, "method not allowed", [(b"allow", ", ".join(sorted(methods)).encode())])
+
+
 RouteHandler = Callable[[Request], Awaitable[Response]]
 
 
@@ -146,22 +154,24 @@ class Router:
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"
         self.routes.append(Route(frozenset(methods), re.compile(regex), handler, name or path, too_large))
 
-    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
-        path_matched = False
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], frozenset[str]]:
+        """The route for `method` on `path` with its parameters, and every method some route takes on `path` (for
+        a 405's `Allow`; empty when no route has the path)."""
+        allowed: set[str] = set()
         for route in self.routes:
             m = route.pattern.match(path)
             if m is None:
                 continue
-            path_matched = True
+            allowed |= route.methods
             if method in route.methods or (method == "HEAD" and "GET" in route.methods):
-                return route, m.groupdict(), True
-        return None, {}, path_matched
+                return route, m.groupdict(), frozenset(allowed)
+        return None, {}, frozenset(allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
-        route, params, path_matched = self.match(method, path)
+        route, params, allowed = self.match(method, path)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
         client = scope.get("client")
         request = Request(method, path, scope.get("query_string", b""), headers, client[0] if client else None)
@@ -172,8 +182,8 @@ class Router:
             async with asyncio.timeout(self.deadline_seconds):
                 if route is not None:
                     response = await route.handler(request)
-                elif path_matched:
-                    response = problem(405, "method not allowed")
+                elif allowed:
+                    response = method_not_allowed(allowed)
                 elif self.fallback is not None:
                     response = await self.fallback(request)
                 else:
@@ -278,7 +288,8 @@ class Health:
 
 class ServiceApp:
     """The process's ASGI app: lifespan goes to the FastStream application (brokers, background tasks), HTTP
-    to the router; a `reader` takes every GET/HEAD the router has no route for (the publisher's pages)."""
+    to the router; a `reader` takes every GET/HEAD the router has no route for (the publisher's pages), and the
+    other methods on paths the router does not know."""
 
     def __init__(self, lifespan_app: ASGIApp, router: Router, reader: ASGIApp | None = None) -> None:
         self.lifespan_app = lifespan_app
@@ -287,9 +298,11 @@ class ServiceApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if self.reader is not None and scope["method"] in ("GET", "HEAD"):
-                route, _, _ = self.router.match(scope["method"], scope["path"])
-                if route is None:
+            if self.reader is not None:
+                # GET and HEAD the router has no route for are pages; another method goes to the reader only on a
+                # path no route has, where it answers 405 for a page and 404 for nothing.
+                route, _, allowed = self.router.match(scope["method"], scope["path"])
+                if route is None and (scope["method"] in ("GET", "HEAD") or not allowed):
                     await self.reader(scope, receive, send)
                     return
             await self.router(scope, receive, send)

@@ -23,7 +23,7 @@ from services.publisher.pagecache import PageCache
 from services.publisher.render import ASSET_CONTENT_TYPES, asset_bytes, asset_version, render_error
 from services.publisher.site import SiteConfig
 from services.publisher.store import page_body
-from shared.http import Receive, Scope, Send
+from shared.http import Receive, Scope, Send, method_not_allowed
 from shared.logging import get_logger
 from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, labelled
 
@@ -284,6 +284,11 @@ class ReaderApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         page = await self.page(scope["path"], scope.get("query_string", b""))
+        if scope["method"] not in ("GET", "HEAD") and page.status == 200:
+            # A page or an asset is only read: the method is wrong, not the address (RFC 9110 §15.5.6).
+            labelled(HTTP_REQUESTS, "publisher", page.route, "405").inc()
+            await method_not_allowed(["GET"]).send_to(send, head=False)
+            return
         accepts_gzip, if_none_match = request_preferences(scope["headers"])
         variant = page.answer(head=scope["method"] == "HEAD", accepts_gzip=accepts_gzip, if_none_match=if_none_match)
         labelled(HTTP_REQUESTS, "publisher", page.route, str(variant.status)).inc()

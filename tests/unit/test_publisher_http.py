@@ -14,6 +14,7 @@ from services.publisher.render import asset_path
 from services.publisher.server import HttpProtocol, PublisherServer
 from services.publisher.site import SiteConfig
 from services.publisher.web import ASSET_CACHE_CONTROL, PreparedPage, ReaderApp
+from shared.http import Request, Response, Router, ServiceApp, json_response
 
 BODY = b"<!doctype html><p>" + b"story " * 200 + b"</p>"
 ARTICLE = "/world/2024/03/20/story"
@@ -58,10 +59,10 @@ def reader() -> ReaderApp:
     return ReaderApp(StubCache({ARTICLE: page}), SiteConfig())  # type: ignore[arg-type]
 
 
-async def exchange(request: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+async def exchange(request: bytes, app: Any = None) -> tuple[int, list[tuple[str, str]], bytes]:
     """One request through the publisher's protocol (the fast path, or the ASGI app when not cached)."""
-    app = reader()
-    server = PublisherServer(app, app, "127.0.0.1", 0)
+    pages = reader()
+    server = PublisherServer(app or pages, pages, "127.0.0.1", 0)
     protocol = HttpProtocol(server)
     transport = Transport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
@@ -171,3 +172,29 @@ async def test_a_connection_that_never_finishes_its_request_is_closed(monkeypatc
     await asyncio.sleep(0.1)
     server.sweep()
     assert slow_transport.closed and idle_transport.closed
+
+
+async def test_a_method_a_page_does_not_take_is_405_with_allow_not_404() -> None:
+    """Pages and assets are only read; the router's own routes name the methods they take."""
+
+    async def lifespan(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("no lifespan here")
+
+    async def posted(request: Request) -> Response:
+        return json_response({"posted": True}, 202)
+
+    router = Router("publisher")
+    router.add(["POST"], "/comments", posted)
+    app = ServiceApp(lifespan, router, reader())
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        for path in (ARTICLE, asset_path("site.css")):
+            status, headers, _ = await exchange(f"{method} {path} HTTP/1.1\r\ncontent-length: 0\r\n\r\n".encode(), app)
+            assert (status, values(headers, "allow")) == (405, ["GET, HEAD"]), (method, path)
+        status, _, _ = await exchange(f"{method} /no/such/page HTTP/1.1\r\ncontent-length: 0\r\n\r\n".encode(), app)
+        assert status == 404, method
+    status, headers, _ = await exchange(b"PUT /comments HTTP/1.1\r\ncontent-length: 0\r\n\r\n", app)
+    assert (status, values(headers, "allow")) == (405, ["POST"])
+    status, _, body = await exchange(b"POST /comments HTTP/1.1\r\ncontent-length: 0\r\n\r\n", app)
+    assert status == 202 and b"posted" in body
+    status, _, _ = await exchange(f"GET {ARTICLE} HTTP/1.1\r\n\r\n".encode(), app)
+    assert status == 200
