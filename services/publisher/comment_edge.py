@@ -3,10 +3,16 @@ topic, acknowledged by Kafka before the reader gets an answer.
 
 | route | body | success |
 |---|---|---|
-| `POST /comments` | form (urlencoded), WordPress field names | `303` to the article's `#comment-pending` |
+| `POST /comments` | form (urlencoded), WordPress field names | `303` to the article's `?pending={id}#comment-pending` |
 | `POST /api/comments` | JSON, the same field names | `202 {"id", "status": "pending"}` |
 | `POST /comments/{id}/report` | form or JSON, optional `comment_post_ID`, `reason` | `303` back / `202` |
 | `GET /comments/{id}/reply?comment_post_ID=` | | the reply form for readers without JavaScript |
+| `GET /api/comments/{id}?article_guid=` | | `200 {"id", "status"}`, `404` before any decision |
+
+`status` is `awaiting_moderation`, `published` or `not_published`: what the article page's script asks to keep
+its author's "Awaiting moderation" note truthful, so the note goes once the comment is published or turned down.
+It tells no more than the author sees anyway: a comment the spam model holds is awaiting moderation like any
+other (the answer is no oracle for tuning spam), and no reason is given.
 
 A post carrying another site's `Origin` is refused (`403`) on every route, and the JSON routes take only
 `Content-Type: application/json` (`415` otherwise): a cross-site page can send `text/plain` without asking the
@@ -69,6 +75,8 @@ MAX_KEY_CHARS = 128
 REPLAY_SECONDS = 120
 DUPLICATE_SECONDS = 30 * 24 * 3600
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+AUTHOR_STATUS = {"approved": "published", "pending": "awaiting_moderation", "spam": "awaiting_moderation"}
+"""A decision as its author reads it; any other (rejected, or hidden after reports) is `not_published`."""
 CSP = (
     b"default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
     b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -363,6 +371,7 @@ class CommentEdge:
         router.add(["POST"], "/api/comments", self.post_json)
         router.add(["POST"], "/comments/{id}/report", self.report)
         router.add(["GET"], "/comments/{id}/reply", self.reply_form)
+        router.add(["GET"], "/api/comments/{id}", self.status)
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -437,7 +446,8 @@ class CommentEdge:
             return self.page(403, [error], form, None, title=UNPOSTED)
         outcome = await self.submit(form, request, secret=self.secret)
         if outcome.status == 303:
-            location = f"{outcome.url_path}#comment-pending".encode()
+            # The id lets the page's script ask how moderation went (as WordPress's `?unapproved=` does).
+            location = f"{outcome.url_path}?pending={outcome.comment_id}#comment-pending".encode()
             return Response(b"", 303, [(b"location", location), (b"cache-control", b"no-store")])
         if outcome.status in FINAL:
             return self.page(outcome.status, outcome.errors, None, outcome.url_path, kept=form.body)
@@ -573,6 +583,26 @@ class CommentEdge:
             return None
         depth = decided.get("depth", 0)
         return depth if isinstance(depth, int) else 0
+
+    async def status(self, request: Request) -> Response:
+        """How moderation went, in the words its author may read (see the module docstring)."""
+        cid = request.params["id"]
+        guid = (request.query.get("article_guid") or request.query.get("comment_post_ID") or [""])[0].strip()
+        raw = None
+        if guid and _ID_RE.match(cid):
+            store = self.store_of()
+            raw = cast(bytes | None, await store.redis.hget(store.article_key(guid, "comments"), cid))
+        try:
+            decided = json.loads(raw) if raw is not None else None
+        except ValueError:
+            decided = None
+        if not isinstance(decided, dict):
+            error = FieldError("id", "unknown_comment", "No decision on this comment on this article yet.")
+            return self.problem(404, [error], title="unknown comment")
+        status = AUTHOR_STATUS.get(str(decided.get("status")), "not_published")
+        response = json_response({"id": cid, "status": status}, 200)
+        response.headers.append((b"cache-control", b"no-store"))
+        return response
 
     # --- reports ------------------------------------------------------------------------------------------
 

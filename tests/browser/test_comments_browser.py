@@ -8,6 +8,8 @@ comment and the updated count. Neither page logs a console error (a CSP violatio
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
+STORE_KEY = "broadsheet:pending-comments"
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -85,8 +88,12 @@ async def test_reader_posts_moderator_approves_reader_sees_it(
             await reader.fill("#email", f"rita-{uuid.uuid4().hex[:6]}@example.org")
             async with reader.expect_navigation():
                 await reader.click("#submit")
-            assert reader.url.endswith(f"{path}#comment-pending")
             await reader.locator("#comment-pending").wait_for(state="visible", timeout=5000)
+            # The redirect named the comment for the script, which keeps the id and takes it out of the address.
+            await reader.wait_for_function("!window.location.search.includes('pending=')", timeout=5000)
+            assert reader.url.endswith(f"{path}#comment-pending")
+            [stored] = await reader.evaluate(f"JSON.parse(localStorage.getItem('{STORE_KEY}'))")
+            assert stored["confirmed"] and stored["id"].startswith("c")
             assert "awaiting moderation" in (await reader.locator("#comment-pending").inner_text()).lower()
             assert await reader.locator(".pending-comments .comment-body", has_text=text).count() == 1
             assert await reader.locator(".pending-comments .comment-body", has_text=refused).count() == 0
@@ -142,3 +149,84 @@ async def test_reader_posts_moderator_approves_reader_sees_it(
         e for e in errors["article"] if not e.endswith("/favicon.ico)") and "status of 400" not in e
     ]
     assert errors == {"article": [], "moderation": []}
+
+
+async def post_as_another_reader(stack: ServiceStack, guid: str, body: str) -> str:
+    """A comment posted from an address of its own (the browser's is in the flood window of its own post)."""
+    address = f"127.0.{random.randint(100, 250)}.{random.randint(2, 250)}"
+    async with httpx.AsyncClient(
+        base_url=stack.url("publisher"), transport=httpx.AsyncHTTPTransport(local_address=address)
+    ) as client:
+        answer = await client.post("/api/comments", json={
+            "comment_post_ID": guid, "author": "Tom Twice", "email": f"tom-{uuid.uuid4().hex[:6]}@example.org",
+            "comment": body,
+        })
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["id"])
+
+
+async def test_the_authors_note_goes_when_the_comment_is_turned_down(
+    stack: ServiceStack, producer: AIOKafkaProducer
+) -> None:
+    """The "Awaiting moderation" note lives in the reader's browser; the page asks the publisher how moderation went.
+
+    The comments are posted from other addresses and planted in the browser's storage as its own form would have
+    left them: one rejected at once (a banned word), whose redirect must say it was not published, and one held,
+    then rejected by a moderator, whose note must go on the next visit."""
+    if not await asyncio.to_thread(CHROMIUM.exists):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.async_api import async_playwright
+
+    draft = make_draft(published=datetime.now(UTC) - timedelta(hours=1))
+    await post(producer, stack, draft)
+    guid = draft["guid"]
+    path, _ = await wait_for_version(stack, guid, 1)
+    await moderation_knows(stack, guid)
+    held_text = f"The harbour needs a second crane, says reader {uuid.uuid4().hex[:6]}."
+    rude_text = "What the fuck is this nonsense."
+    held_id = await post_as_another_reader(stack, guid, held_text)
+    rude_id = await post_as_another_reader(stack, guid, rude_text)
+    now_ms = int(time.time() * 1000)
+    planted = [
+        {"guid": guid, "author": "Tom Twice", "body": held_text, "at": now_ms, "confirmed": True, "id": held_id},
+        {"guid": guid, "author": "Tom Twice", "body": rude_text, "at": now_ms, "confirmed": False},
+    ]
+    headers = {"Authorization": f"Bearer {MODERATION_TOKEN}"}
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            reader = await (await browser.new_context()).new_page()
+            await reader.goto(stack.url("publisher", "/robots.txt"))
+            await reader.evaluate(f"localStorage.setItem('{STORE_KEY}', JSON.stringify({json.dumps(planted)}))")
+            # Where the form's redirect lands for the comment with the banned word.
+            await reader.goto(stack.url("publisher", f"{path}?pending={rude_id}#comment-pending"))
+            notice = reader.locator("#comment-pending")
+            await notice.filter(has_text="Your comment was not published.").wait_for(timeout=10_000)
+            assert await reader.locator(".pending-comments .comment-body", has_text=rude_text).count() == 0
+            assert await reader.locator(".pending-comments .comment-body", has_text=held_text).count() == 1
+            assert "pending=" not in reader.url
+            stored = await reader.evaluate(f"JSON.parse(localStorage.getItem('{STORE_KEY}'))")
+            assert [entry["id"] for entry in stored] == [held_id], "only the held comment is remembered"
+
+            async with httpx.AsyncClient(base_url=stack.url("comments"), headers=headers) as moderation:
+                async def held() -> bool:
+                    answer = await moderation.get(f"/moderation/comments/{held_id}")
+                    return answer.status_code == 200 and answer.json()["status"] in ("pending", "spam")
+
+                deadline = time.monotonic() + 10
+                while not await held():
+                    assert time.monotonic() < deadline, "the comment was never held"
+                    await asyncio.sleep(0.1)
+                rejected = await moderation.post(f"/moderation/comments/{held_id}/reject", json={"moderator": "Maria"})
+                assert rejected.status_code == 202, rejected.text
+
+            deadline = time.monotonic() + 10
+            while await reader.locator(".pending-comments .comment-body", has_text=held_text).count():
+                assert time.monotonic() < deadline, "the note of a rejected comment stayed"
+                await asyncio.sleep(0.3)
+                await reader.goto(stack.url("publisher", path))
+            assert await reader.evaluate(f"JSON.parse(localStorage.getItem('{STORE_KEY}'))") == []
+            assert "Tom Twice" not in await reader.locator("#comments").inner_text()
+        finally:
+            await browser.close()

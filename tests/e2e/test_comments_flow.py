@@ -157,6 +157,22 @@ async def page(stack: ServiceStack, path: str) -> str:
         return response.text
 
 
+async def author_status(stack: ServiceStack, guid: str, comment_id: str, timeout: float = 5) -> str:
+    """How the publisher tells a comment's author that moderation went, once it has the decision."""
+    async with httpx.AsyncClient(base_url=stack.url("publisher")) as client:
+        async def check() -> str | None:
+            response = await client.get(f"/api/comments/{comment_id}", params={"article_guid": guid})
+            if response.status_code == 404:
+                return None
+            assert response.status_code == 200 and response.headers["cache-control"] == "no-store", response.text
+            assert set(response.json()) == {"id", "status"}
+            return str(response.json()["status"])
+
+        status = await wait(check, timeout, 0.05)
+    assert status, f"the publisher never had a decision on {comment_id}"
+    return str(status)
+
+
 async def page_until(stack: ServiceStack, path: str, predicate: Any, timeout: float = 5) -> str:
     async def check() -> str | None:
         text = await page(stack, path)
@@ -235,9 +251,13 @@ async def test_held_approved_trusted_and_a_threaded_reply(
     started = time.monotonic()
     first = await alice.comment(guid, path, "The night shift deserves fair pay.\n\nThanks for covering this.")
     assert first.status_code == 303
-    assert first.headers["location"] == f"{path}#comment-pending"
+    assert first.headers["location"].startswith(f"{path}?pending=c")
+    assert first.headers["location"].endswith("#comment-pending")
+    pending_id = first.headers["location"].partition("?pending=")[2].partition("#")[0]
 
     [held] = await mod.comment_on(guid, "pending")
+    assert held["id"] == pending_id
+    assert await author_status(stack, guid, held["id"]) == "awaiting_moderation"
     assert "first_time_commenter" in held["reasons"]
     assert held["body"] == "The night shift deserves fair pay.\n\nThanks for covering this."
     assert held["body_html"] == "<p>The night shift deserves fair pay.</p><p>Thanks for covering this.</p>"
@@ -248,6 +268,7 @@ async def test_held_approved_trusted_and_a_threaded_reply(
     assert approved.status_code == 202, approved.text
     shown = await page_until(stack, path, lambda html: f'id="comment-{held["id"]}"' in html)
     assert "1 Comment" in shown
+    assert await author_status(stack, guid, held["id"]) == "published"
     assert "Thanks for covering this." in shown
     audit = await mod.status_of(held["id"], "approved")
     assert audit["actor"] == "Maria" and audit["revision"] == 2
@@ -424,6 +445,7 @@ async def test_banned_words_bans_and_near_identical_bulk(
     assert (await rude.comment(guid, path, "What the f*ck, this is fuck-ing nonsense. FUCK this.")).status_code == 303
     [rejected] = await mod.comment_on(guid, "rejected")
     assert "banned_word" in rejected["reasons"]
+    assert await author_status(stack, guid, rejected["id"]) == "not_published"
 
     banned = new_reader(stack, readers)
     ban = await mod.post("/moderation/bans", {"email": banned.email.upper(), "moderator": "Maria", "reason": "abuse"})
@@ -455,6 +477,8 @@ async def test_banned_words_bans_and_near_identical_bulk(
     held = await wait(grouped)
     assert held, "three near-identical comments should share one near-identical key"
     assert all(c["near_count"] == 3 for c in held)
+    for comment in held:  # held by the spam model or for a first-time author: the author cannot tell which
+        assert await author_status(stack, guid, comment["id"]) == "awaiting_moderation"
     bulk = await mod.post("/moderation/comments/bulk", {"near_key": held[0]["near_key"], "action": "reject"})
     assert bulk.status_code == 202
     assert len(bulk.json()["accepted"]) + len(bulk.json()["unchanged"]) == 3
@@ -462,6 +486,11 @@ async def test_banned_words_bans_and_near_identical_bulk(
         record = await mod.status_of(comment["id"], "rejected")
         assert record["actor"] == "moderator"
         assert record["reasons"] == ["rejected_by_moderator", "near-identical group"]
+    assert await wait(lambda: _all_turned_down(stack, guid, [c["id"] for c in held]))
+
+
+async def _all_turned_down(stack: ServiceStack, guid: str, ids: list[str]) -> bool:
+    return all([await author_status(stack, guid, cid) == "not_published" for cid in ids])
 
 
 async def test_three_reports_hide_a_comment(

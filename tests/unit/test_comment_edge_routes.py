@@ -388,3 +388,41 @@ async def test_the_reply_page_says_at_once_what_could_not_be_posted(site: Site) 
     publish(site.store, GUID, days_ago=20, comments={APPROVED: {"depth": 0}})
     closed = await site.edge.reply_form(reply_request(APPROVED))
     assert closed.status == 403 and "<form" not in html(closed)
+
+
+# --- the author's view of moderation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("decision", "told"),
+    [("approved", "published"), ("pending", "awaiting_moderation"), ("spam", "awaiting_moderation"),
+     ("rejected", "not_published"), ("reported", "not_published")],
+)
+async def test_the_author_learns_how_moderation_went_and_nothing_more(site: Site, decision: str, told: str) -> None:
+    comments = site.store.redis.hashes[site.store.article_key(GUID, "comments")]
+    comments["c" + "b" * 24] = json.dumps({"status": decision, "reasons": ["spam_model", "banned_word"]}).encode()
+    for query in (f"article_guid={quote(GUID)}", f"comment_post_ID={quote(GUID)}"):
+        answer = await site.edge.status(request("GET", "/api/comments/x", query=query, params={"id": "c" + "b" * 24}))
+        assert answer.status == 200
+        assert json.loads(answer.body) == {"id": "c" + "b" * 24, "status": told}
+        assert (b"cache-control", b"no-store") in answer.headers
+
+
+@pytest.mark.parametrize(
+    ("cid", "query"),
+    [("c" + "d" * 24, f"article_guid={quote(GUID)}"), (APPROVED, "article_guid=urn%3Aother"), (APPROVED, ""),
+     ("../x", f"article_guid={quote(GUID)}")],
+)
+async def test_a_comment_without_a_decision_on_that_article_is_unknown(site: Site, cid: str, query: str) -> None:
+    answer = await site.edge.status(request("GET", "/api/comments/x", query=query, params={"id": cid}))
+    assert answer.status == 404
+    assert json.loads(answer.body)["errors"][0]["code"] == "unknown_comment"
+
+
+async def test_the_form_sends_its_author_back_with_the_comment_id(site: Site) -> None:
+    answer = await site.edge.post_form(form_post())
+    location = dict(answer.headers)[b"location"].decode()
+    assert answer.status == 303
+    assert location.startswith(f"{URL_PATH}?pending=c") and location.endswith("#comment-pending")
+    [(_, value)] = site.broker.sent
+    assert json.loads(value)["id"] == location.partition("=")[2].partition("#")[0]

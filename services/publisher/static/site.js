@@ -6,8 +6,10 @@
  *   the form gives way to "Comments are closed.": the page was rendered while they were open and is served
  *   unchanged, and the server would refuse every post.
  * - A submitted comment is remembered in localStorage and, once the server has confirmed it (the redirect
- *   lands on #comment-pending), shown to its author on that article as "Awaiting moderation" until the
- *   approved comment is published on the page. Everything is built with textContent: reader text is never parsed as markup.
+ *   lands on ?pending={id}#comment-pending), shown to its author on that article as "Awaiting moderation". The
+ *   page asks the publisher how moderation went (GET /api/comments/{id}): the note goes once the comment is on
+ *   the page or was not published, and a comment turned down at once says so in place of the pending notice.
+ *   Everything is built with textContent: reader text is never parsed as markup.
  */
 (function () {
   "use strict";
@@ -17,6 +19,9 @@
   var KEEP_MS = 14 * 24 * 60 * 60 * 1000; // moderation rarely takes longer; stale notes go away
   var MAX_KEPT = 20;
   var DAY_MS = 24 * 60 * 60 * 1000;
+  var ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+  var STATUS_RETRIES = 4; // a decision not made yet when the page loads is asked for again
+  var STATUS_RETRY_MS = 1500;
 
   function metaContent(name) {
     var meta = document.querySelector('meta[name="' + name + '"]');
@@ -196,6 +201,7 @@
     var current = loadPending().filter(function (entry) {
       return isCurrent(entry, now);
     });
+    var confirmedNow = null;
     if (justConfirmed) {
       // Only the newest submission on this article led here; an older one never confirmed was refused
       // (a 400 or 429 page), and must not be shown as awaiting moderation.
@@ -210,10 +216,18 @@
       });
       if (latest) {
         latest.confirmed = true;
+        confirmedNow = latest;
+        var params = new URLSearchParams(window.location.search);
+        var pendingId = params.get("pending");
+        if (pendingId && ID_PATTERN.test(pendingId)) {
+          latest.id = pendingId;
+        }
       }
+      forgetPendingParameter();
     }
     var entries = current.filter(function (entry) {
-      return !(entry.guid === guid && entry.confirmed && isPublished(entry, published));
+      var shown = idOf(entry) && document.getElementById("comment-" + idOf(entry));
+      return !(entry.guid === guid && entry.confirmed && (shown || isPublished(entry, published)));
     });
     savePending(entries);
 
@@ -227,9 +241,69 @@
     var list = document.createElement("ol");
     list.className = "comment-list pending-comments";
     mine.forEach(function (entry) {
-      list.appendChild(pendingComment(entry));
+      var item = pendingComment(entry);
+      list.appendChild(item);
+      if (idOf(entry)) {
+        var justPosted = entry === confirmedNow;
+        followDecision(guid, entry, item, justPosted, justPosted ? STATUS_RETRIES : 0);
+      }
     });
     section.appendChild(list);
+  }
+
+  function idOf(entry) {
+    return typeof entry.id === "string" && ID_PATTERN.test(entry.id) ? entry.id : null;
+  }
+
+  function forgetPendingParameter() {
+    // The comment id is for this page's script, not for a link the reader copies from the address bar.
+    var params = new URLSearchParams(window.location.search);
+    if (!params.has("pending") || !window.history.replaceState) {
+      return;
+    }
+    params.delete("pending");
+    var query = params.toString();
+    window.history.replaceState(null, "", window.location.pathname + (query ? "?" + query : "") + window.location.hash);
+  }
+
+  function forget(id) {
+    savePending(loadPending().filter(function (entry) {
+      return entry.id !== id;
+    }));
+  }
+
+  function followDecision(guid, entry, item, justPosted, retries) {
+    if (!window.fetch) {
+      return;
+    }
+    var url = "/api/comments/" + encodeURIComponent(entry.id) + "?article_guid=" + encodeURIComponent(guid);
+    window.fetch(url, { cache: "no-store", credentials: "omit", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (response.status === 404 && retries > 0) {
+          window.setTimeout(function () {
+            followDecision(guid, entry, item, justPosted, retries - 1);
+          }, STATUS_RETRY_MS);
+          return null;
+        }
+        return response.ok ? response.json() : null;
+      })
+      .then(function (answer) {
+        if (!answer || answer.status === "awaiting_moderation") {
+          return;
+        }
+        forget(entry.id);
+        if (answer.status === "not_published") {
+          item.remove();
+          var notice = document.getElementById("comment-pending");
+          if (justPosted && notice) {
+            notice.textContent = "Your comment was not published.";
+          }
+        }
+        // published: the note stays until the page, rendered again within a moment, shows the comment itself
+      })
+      .catch(function () {
+        /* offline or the publisher busy: the note stays as it was */
+      });
   }
 
   function start() {
