@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, Consume
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -911,7 +912,16 @@ def mount_site() -> None:
 
 def main() -> None:
     mount_site()
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        if not exc.title.endswith("Settings"):
+            raise
+        # A setting missing or wrong in the environment is the operator's to fix: say which, not a traceback.
+        for error in exc.errors(include_url=False, include_input=False):
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            console.print(f"[red]configuration: {name + ': ' if name else ''}{error['msg']}[/red]")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

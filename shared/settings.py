@@ -6,13 +6,17 @@ needs to reach Kafka and Redis and to describe itself in logs and metrics.
 
 from __future__ import annotations
 
+import json
 import ssl
-from typing import Literal
+import sys
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_MARKER = "change-me"  # noqa: S105 - the marker that production refuses, not a secret
+CONFIGURATION_EXIT_CODE = 2
 
 
 class ServiceSettings(BaseSettings):
@@ -59,3 +63,28 @@ def refuse_default_secret(name: str, value: SecretStr, environment: str) -> None
     """Outside development a default secret is a misconfiguration, not a convenience."""
     if environment == "production" and DEFAULT_SECRET_MARKER in value.get_secret_value():
         raise ValueError(f"{name} still holds the default value; set it in the environment")
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(cls: type[S], service: str) -> S:
+    """The process's settings, or one JSON line naming what the environment gets wrong and exit 2.
+
+    Logging is not configured yet (its settings are among these), and an operator reading a crash-looping pod's
+    log wants the variable and the reason, not a traceback through pydantic. Secrets never appear: the input
+    values are left out.
+    """
+    try:
+        return cls()
+    except ValidationError as exc:
+        errors = [
+            {"setting": "_".join(str(part) for part in error["loc"]).upper() or None, "problem": error["msg"]}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        line = {
+            "event": "configuration invalid", "level": "critical", "service": service,
+            "timestamp": datetime.now(UTC).isoformat(), "errors": errors,
+        }
+        print(json.dumps(line), file=sys.stderr, flush=True)
+        raise SystemExit(CONFIGURATION_EXIT_CODE) from None

@@ -7,6 +7,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from services.related.app import create_app
 from services.related.config import RelatedSettings
 from shared.http import serve
+from shared.settings import load_settings
 
-settings = RelatedSettings()
+settings = load_settings(RelatedSettings, "related")
 serve(create_app(settings), settings.http_host, settings.related_http_port)

@@ -1,6 +1,13 @@
-"""In production a service refuses to start while a secret still holds its published default."""
+"""In production a service refuses to start while a secret still holds its published default; a service the
+environment misconfigures says which setting in one line."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -36,3 +43,21 @@ def test_development_starts_with_the_defaults(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("ENVIRONMENT", "development")
     for cls in SECRETS:
         cls()
+
+
+@pytest.mark.parametrize("service", ["ingest", "comments", "publisher", "related"])
+def test_a_service_the_environment_misconfigures_exits_2_with_one_json_line(service: str) -> None:
+    """What a crash-looping pod's log shows: which setting and why, no traceback, no secret."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_", "LOG_"))}
+    env.update({"KAFKA_PARTITIONS": "0", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_PASSWORD": "hunter2-not-printed", "ENVIRONMENT": "development"})
+    answer = subprocess.run(
+        [sys.executable, "-m", f"services.{service}"], cwd=Path(__file__).resolve().parents[2], env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert answer.returncode == 2, answer.stderr[-2000:]
+    [line] = answer.stderr.strip().splitlines()
+    said = json.loads(line)
+    assert (said["event"], said["level"], said["service"]) == ("configuration invalid", "critical", service)
+    assert {"setting": "KAFKA_PARTITIONS", "problem": "Input should be greater than or equal to 1"} in said["errors"]
+    assert "hunter2" not in answer.stderr
