@@ -221,7 +221,10 @@ FIELD_LIMITS = {"comment": MAX_BODY_CHARS, "author": MAX_NAME_CHARS, "email": MA
 _PAGES = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _PAGES.globals.update(asset_path=asset_path, limits=FIELD_LIMITS)
 PAGE = _PAGES.from_string(
-    """<!doctype html>
+    """{% macro state(name) %}
+{% if name in invalid %} aria-invalid="true" aria-describedby="{{ invalid[name] }}"{% endif %}
+{% endmacro %}
+<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -234,11 +237,13 @@ PAGE = _PAGES.from_string(
 <main class="site-main">
 <h1>{{ title }}</h1>
 {% if errors %}
-<ul class="comment-errors" role="alert">
+<div role="alert">
+<ul class="comment-errors">
 {% for error in errors %}
-<li data-field="{{ error.field }}" data-code="{{ error.code }}">{{ error.message }}</li>
+<li id="error-{{ loop.index }}" data-field="{{ error.field }}" data-code="{{ error.code }}">{{ error.message }}</li>
 {% endfor %}
 </ul>
+</div>
 {% endif %}
 {% if message %}
 <p class="notice-text" role="status">{{ message }}</p>
@@ -251,17 +256,18 @@ PAGE = _PAGES.from_string(
 <h2>{{ "Your reply" if form.comment_parent != "0" else "Your comment" }}</h2>
 <form id="commentform" class="comment-form" method="post" action="/comments">
 <p class="field"><label for="comment">Comment *</label>
-<textarea id="comment" name="comment" rows="8" maxlength="{{ limits.comment }}" required>
+<textarea id="comment" name="comment" rows="8" maxlength="{{ limits.comment }}" required{{ state("comment") }}>
 {{- form.comment -}}
 </textarea></p>
 <p class="field"><label for="author">Name *</label>
 <input id="author" name="author" type="text" value="{{ form.author }}" maxlength="{{ limits.author }}"
- autocomplete="name" required></p>
+ autocomplete="name" required{{ state("author") }}></p>
 <p class="field"><label for="email">Email *</label>
 <input id="email" name="email" type="email" value="{{ form.email }}" maxlength="{{ limits.email }}"
- autocomplete="email" required></p>
+ autocomplete="email" required{{ state("email") }}></p>
 <p class="field"><label for="url">Website</label>
-<input id="url" name="url" type="url" value="{{ form.url }}" maxlength="{{ limits.url }}" autocomplete="url"></p>
+<input id="url" name="url" type="url" value="{{ form.url }}" maxlength="{{ limits.url }}"
+ autocomplete="url"{{ state("url") }}></p>
 <p class="hp"><label for="website_url">Leave this field empty</label>
 <input id="website_url" name="website_url" type="text" value="" tabindex="-1" autocomplete="off"></p>
 <input type="hidden" name="comment_post_ID" value="{{ form.comment_post_ID }}">
@@ -273,9 +279,11 @@ PAGE = _PAGES.from_string(
 </section>
 {% elif kept %}
 <section id="kept-comment">
-<h2>What you wrote</h2>
-<p>It was not posted. Copy it if you want to keep it.</p>
-<textarea id="comment" rows="8" readonly>{{ kept }}</textarea>
+<h2 id="kept-comment-heading">What you wrote</h2>
+<p id="kept-comment-hint">It was not posted. Copy it if you want to keep it.</p>
+<textarea id="comment" rows="8" readonly aria-labelledby="kept-comment-heading" aria-describedby="kept-comment-hint">
+{{- kept -}}
+</textarea>
 </section>
 {% endif %}
 </main>
@@ -393,7 +401,12 @@ class CommentEdge:
         kept: str = "",
         message: str = "",
     ) -> Response:
+        # Each field in error points to its messages, so a screen reader says why when the reader lands on it.
+        invalid: dict[str, str] = {}
+        for number, error in enumerate(errors, 1):
+            invalid[error.field] = f"{invalid.get(error.field, '')} error-{number}".strip()
         body = PAGE.render(
+            invalid=invalid,
             title=title or TITLES.get(status, UNPOSTED),
             site_name=self.settings.site_name,
             errors=errors,

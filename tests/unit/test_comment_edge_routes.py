@@ -350,6 +350,20 @@ async def test_a_form_to_correct_links_back_to_its_article_and_the_versioned_sty
         assert re.search(rf'name="{name}"[^>]*maxlength="{limit}"', page), name
 
 
+async def test_each_field_to_correct_points_to_its_messages(site: Site) -> None:
+    """A screen reader landing on a field in error says why; fields without one are not marked."""
+    page = html(await site.edge.post_form(form_post(author="", email="not-an-address")))
+    messages = dict(re.findall(r'<li id="(error-\d+)" data-field="[^"]*" data-code="[^"]*">([^<]*)</li>', page))
+    for name in ("author", "email"):
+        tag = re.search(rf'<input id="{name}"[^>]*>', page)
+        assert tag and 'aria-invalid="true"' in tag.group(), name
+        described = re.search(r'aria-describedby="([^"]*)"', tag.group())
+        assert described and all(ref in messages for ref in described.group(1).split()), name
+    assert "name" in " ".join(messages.values()).lower()
+    for unmarked in (re.search(r'<input id="url"[^>]*>', page), re.search(r"<textarea[^>]*>", page)):
+        assert unmarked and "aria-invalid" not in unmarked.group()
+
+
 async def test_a_form_to_correct_for_an_unknown_article_has_no_way_back(site: Site) -> None:
     answer = await site.edge.post_form(form_post(comment_post_ID="urn:unknown", author=""))
     assert answer.status == 400 and back_link(html(answer)) is None
