@@ -204,8 +204,11 @@ _CLEANER: Final = nh3.Cleaner(
     strip_comments=True,
     link_rel=None,
     url_schemes=_URL_SCHEMES,
+    set_tag_attribute_values={"img": {"loading": "lazy", "decoding": "async"}},
 )
-"""Built once: `nh3.clean` would convert the allowlists into a new sanitizer on every call."""
+"""Built once: `nh3.clean` would convert the allowlists into a new sanitizer on every call. Pictures in a body load
+as the reader scrolls to them (the lead picture, above the body, is the page's and loads at once); the sanitizer
+sets this itself, so an author's own `loading` never survives."""
 
 
 def _clean(markup: str) -> str:

@@ -222,7 +222,7 @@ _PAGES = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=Tru
 _PAGES.globals.update(asset_path=asset_path, limits=FIELD_LIMITS)
 PAGE = _PAGES.from_string(
     """{% macro state(name) %}
-{% if name in invalid %} aria-invalid="true" aria-describedby="{{ invalid[name] }}"{% endif %}
+{% if invalid is defined and name in invalid %} aria-invalid="true" aria-describedby="{{ invalid[name] }}"{% endif %}
 {% endmacro %}
 <!doctype html>
 <html lang="en">

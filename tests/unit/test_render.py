@@ -426,8 +426,7 @@ def test_article_section_date_line_byline_picture_and_tags() -> None:
         "alt": "Vladimir Putin at a podium",
         "width": "1200",
         "height": "800",
-        "loading": "lazy",
-        "decoding": "async",
+        "fetchpriority": "high",  # the top of the page, likely its largest paint: never deferred
     }
     assert figure.find("figcaption").text() == "Vladimir Putin in Moscow"
     assert [a.attrs["href"] for a in document.find("ul", class_="tags").find_all("a")] == ["/tag/nato", "/tag/kremlin"]

@@ -167,12 +167,19 @@ def test_article_markup_survives() -> None:
         "<p>Text with <em>em</em>, <strong>strong</strong>, <b>b</b>, <i>i</i>, x<sup>2</sup>, H<sub>2</sub>O,"
         ' <code>code</code>, <cite>Cite</cite>, <q>q</q>, <abbr title="North Atlantic Treaty Organization">NATO'
         "</abbr>, <small>small</small><br>next line</p><hr>"
-        '<figure><img src="/media/a.jpg" alt="Alt text" width="1200" height="675"><figcaption>Cap</figcaption>'
+        '<figure><img src="/media/a.jpg" alt="Alt text" width="1200" height="675" decoding="async" loading="lazy">'
+        "<figcaption>Cap</figcaption>"
         "</figure><blockquote><p>Quoted</p></blockquote><ul><li>one</li></ul><ol><li>two</li></ol>"
         "<table><caption>T</caption><thead><tr><th>h</th></tr></thead><tbody><tr><td>d</td></tr></tbody></table>"
         "<pre>pre  formatted</pre>"
     )
     assert sanitize_html(markup) == markup
+
+
+def test_pictures_in_a_body_load_as_the_reader_scrolls_whatever_the_author_asked() -> None:
+    for asked in ("", ' loading="eager"', ' loading="lazy" decoding="sync"', ' fetchpriority="high"'):
+        cleaned = sanitize_html(f'<p>Text</p><img src="a.jpg" alt="A"{asked}>')
+        assert cleaned == '<p>Text</p><img src="a.jpg" alt="A" decoding="async" loading="lazy">', asked
 
 
 def test_presentational_and_unknown_attributes_are_removed() -> None:
@@ -181,7 +188,8 @@ def test_presentational_and_unknown_attributes_are_removed() -> None:
 
 
 def test_image_sizes_must_be_numbers() -> None:
-    assert sanitize_html('<img src="a.jpg" width="100%" height=" 675 ">') == '<img src="a.jpg" height="675">'
+    cleaned = sanitize_html('<img src="a.jpg" width="100%" height=" 675 ">')
+    assert cleaned == '<img src="a.jpg" height="675" decoding="async" loading="lazy">'
 
 
 def test_external_links_get_rel_and_relative_links_do_not() -> None:
