@@ -204,11 +204,13 @@ _CLEANER: Final = nh3.Cleaner(
     strip_comments=True,
     link_rel=None,
     url_schemes=_URL_SCHEMES,
-    set_tag_attribute_values={"img": {"loading": "lazy", "decoding": "async"}},
+    set_tag_attribute_values={"img": {"loading": "lazy"}},
 )
 """Built once: `nh3.clean` would convert the allowlists into a new sanitizer on every call. Pictures in a body load
 as the reader scrolls to them (the lead picture, above the body, is the page's and loads at once); the sanitizer
-sets this itself, so an author's own `loading` never survives."""
+sets this itself, so an author's own `loading` never survives. One attribute only: ammonia keeps the ones it sets
+in a hash map, whose order changes from process to process, and the same draft must give the same bytes in every
+replica."""
 
 
 def _clean(markup: str) -> str:
