@@ -6,7 +6,6 @@ reads on a phone and on a desktop (no sideways scrolling), and a screenshot of i
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,27 +13,19 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from tests.support.browser import chromium
 from tests.support.drafts import wait_for_version
 from tests.support.stack import ServiceStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 async def test_seed_article_renders_cleanly_on_phone_and_desktop(
     stack: ServiceStack, producer: AIOKafkaProducer
 ) -> None:
-    if not await asyncio.to_thread(CHROMIUM.exists):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.async_api import async_playwright
-
     draft = json.loads((REPO / "tests/fixtures/seed_draft.json").read_text())
     draft["guid"] = f"{stack.prefix}seed"
     # Published now, so its comments are open: a 2024 story's form gives way to "Comments are closed."
@@ -45,35 +36,31 @@ async def test_seed_article_renders_cleanly_on_phone_and_desktop(
                                  key=draft["guid"].encode())
     path, _ = await wait_for_version(stack, draft["guid"], 1)
     ARTIFACTS.mkdir(exist_ok=True)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            sizes = (("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 900}))
-            for name, viewport in sizes:
-                page = await browser.new_page(viewport=viewport)
-                problems: list[str] = []
-                page.on("console", lambda m, p=problems: p.append(m.text) if m.type == "error" else None)
-                page.on("pageerror", lambda e, p=problems: p.append(str(e)))
-                answer = await page.goto(stack.url("publisher", path), wait_until="load")
-                assert answer is not None and answer.status == 200
-                assert "content-security-policy" in answer.headers
-                # external images cannot load on this closed network; nothing else may fail
-                problems = [p for p in problems if "images.example.org" not in p and "ERR_NAME" not in p]
-                assert problems == [], problems
-                assert await page.locator("h1").count() == 1
-                assert "What Do Russia" in await page.locator("h1").inner_text()
-                assert await page.locator("html").get_attribute("lang") == "en"
-                assert await page.locator("section.author-box h2").first.inner_text() == "About muhammadahmad"
-                assert "Leave a Reply" in await page.content()
-                width = await page.evaluate("document.documentElement.scrollWidth")
-                assert width <= viewport["width"], f"sideways scrolling on {name}: {width}px"
-                await page.fill("textarea[name=comment]", "A reader's thoughtful comment.")
-                await page.fill("input[name=author]", "Reader")
-                await page.fill("input[name=email]", "reader@example.org")
-                submit = "form[action='/comments'] button, form[action='/comments'] input[type=submit]"
-                assert await page.locator(submit).count() >= 1
-                await page.screenshot(path=str(ARTIFACTS / f"seed-article-{name}.png"), full_page=True)
-                await page.close()
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        sizes = (("phone", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 900}))
+        for name, viewport in sizes:
+            page = await browser.new_page(viewport=viewport)
+            problems: list[str] = []
+            page.on("console", lambda m, p=problems: p.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e, p=problems: p.append(str(e)))
+            answer = await page.goto(stack.url("publisher", path), wait_until="load")
+            assert answer is not None and answer.status == 200
+            assert "content-security-policy" in answer.headers
+            # external images cannot load on this closed network; nothing else may fail
+            problems = [p for p in problems if "images.example.org" not in p and "ERR_NAME" not in p]
+            assert problems == [], problems
+            assert await page.locator("h1").count() == 1
+            assert "What Do Russia" in await page.locator("h1").inner_text()
+            assert await page.locator("html").get_attribute("lang") == "en"
+            assert await page.locator("section.author-box h2").first.inner_text() == "About muhammadahmad"
+            assert "Leave a Reply" in await page.content()
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= viewport["width"], f"sideways scrolling on {name}: {width}px"
+            await page.fill("textarea[name=comment]", "A reader's thoughtful comment.")
+            await page.fill("input[name=author]", "Reader")
+            await page.fill("input[name=email]", "reader@example.org")
+            submit = "form[action='/comments'] button, form[action='/comments'] input[type=submit]"
+            assert await page.locator(submit).count() >= 1
+            await page.screenshot(path=str(ARTIFACTS / f"seed-article-{name}.png"), full_page=True)
+            await page.close()
     assert (ARTIFACTS / "seed-article-desktop.png").stat().st_size > 10_000

@@ -6,38 +6,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, Route, async_playwright
+from playwright.async_api import Page, Route
 
 from services.publisher.render import STATIC_DIR, render_article
 from services.publisher.site import SiteConfig
+from tests.support.browser import chromium
 from tests.unit.test_render import make_article, make_comment
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 ORIGIN = "https://news.example"
 ASSETS = {name: (STATIC_DIR / name).read_bytes() for name in ("site.css", "site.js")}
 
 
 @pytest.fixture
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def page(chromium: Path) -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(chromium), headless=True, args=ARGS)
-        try:
-            yield await browser.new_page()
-        finally:
-            await browser.close()
+async def page() -> AsyncIterator[Page]:
+    async with chromium() as browser:
+        yield await browser.new_page()
 
 
 async def open_article(page: Page, published: datetime) -> list[str]:

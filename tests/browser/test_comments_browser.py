@@ -18,19 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from playwright.async_api import ConsoleMessage
 
+from tests.support.browser import chromium
 from tests.support.drafts import make_draft, post, wait_for_version
 from tests.support.stack import MODERATION_TOKEN, ServiceStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 STORE_KEY = "broadsheet:pending-comments"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 async def moderation_knows(stack: ServiceStack, guid: str) -> None:
@@ -47,10 +44,6 @@ async def moderation_knows(stack: ServiceStack, guid: str) -> None:
 async def test_reader_posts_moderator_approves_reader_sees_it(
     stack: ServiceStack, producer: AIOKafkaProducer
 ) -> None:
-    if not await asyncio.to_thread(CHROMIUM.exists):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.async_api import ConsoleMessage, async_playwright
-
     draft = make_draft(published=datetime.now(UTC) - timedelta(hours=1))
     await post(producer, stack, draft)
     path, _ = await wait_for_version(stack, draft["guid"], 1)
@@ -65,85 +58,81 @@ async def test_reader_posts_moderator_approves_reader_sees_it(
 
         return on_console
 
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            reader = await (await browser.new_context()).new_page()
-            reader.on("console", collect("article"))
-            reader.on("pageerror", lambda exc: errors["article"].append(str(exc)))
-            await reader.goto(stack.url("publisher", path))
-            assert await reader.locator("#comments h2").inner_text() == "No comments yet"
-            # A first try the server refuses (the honeypot a bot would fill): never shown as awaiting moderation.
-            refused = f"Refused try {uuid.uuid4().hex[:6]}."
-            await reader.fill("#comment", refused)
-            await reader.fill("#author", "Rita Reader")
-            await reader.fill("#email", "rita-refused@example.org")
-            await reader.evaluate("document.querySelector('[name=website_url]').value = 'https://spam.example'")
-            async with reader.expect_navigation():
-                await reader.click("#submit")
-            assert refused in await reader.content()
-            await reader.goto(stack.url("publisher", path))
-            await reader.fill("#comment", text)
-            await reader.fill("#author", "Rita Reader")
-            await reader.fill("#email", f"rita-{uuid.uuid4().hex[:6]}@example.org")
-            async with reader.expect_navigation():
-                await reader.click("#submit")
-            await reader.locator("#comment-pending").wait_for(state="visible", timeout=5000)
-            # The redirect named the comment for the script, which keeps the id and takes it out of the address.
-            await reader.wait_for_function("!window.location.search.includes('pending=')", timeout=5000)
-            assert reader.url.endswith(f"{path}#comment-pending")
-            [stored] = await reader.evaluate(f"JSON.parse(localStorage.getItem('{STORE_KEY}'))")
-            assert stored["confirmed"] and stored["id"].startswith("c")
-            assert "awaiting moderation" in (await reader.locator("#comment-pending").inner_text()).lower()
-            assert await reader.locator(".pending-comments .comment-body", has_text=text).count() == 1
-            assert await reader.locator(".pending-comments .comment-body", has_text=refused).count() == 0
+    async with chromium() as browser:
+        reader = await (await browser.new_context()).new_page()
+        reader.on("console", collect("article"))
+        reader.on("pageerror", lambda exc: errors["article"].append(str(exc)))
+        await reader.goto(stack.url("publisher", path))
+        assert await reader.locator("#comments h2").inner_text() == "No comments yet"
+        # A first try the server refuses (the honeypot a bot would fill): never shown as awaiting moderation.
+        refused = f"Refused try {uuid.uuid4().hex[:6]}."
+        await reader.fill("#comment", refused)
+        await reader.fill("#author", "Rita Reader")
+        await reader.fill("#email", "rita-refused@example.org")
+        await reader.evaluate("document.querySelector('[name=website_url]').value = 'https://spam.example'")
+        async with reader.expect_navigation():
+            await reader.click("#submit")
+        assert refused in await reader.content()
+        await reader.goto(stack.url("publisher", path))
+        await reader.fill("#comment", text)
+        await reader.fill("#author", "Rita Reader")
+        await reader.fill("#email", f"rita-{uuid.uuid4().hex[:6]}@example.org")
+        async with reader.expect_navigation():
+            await reader.click("#submit")
+        await reader.locator("#comment-pending").wait_for(state="visible", timeout=5000)
+        # The redirect named the comment for the script, which keeps the id and takes it out of the address.
+        await reader.wait_for_function("!window.location.search.includes('pending=')", timeout=5000)
+        assert reader.url.endswith(f"{path}#comment-pending")
+        [stored] = await reader.evaluate(f"JSON.parse(localStorage.getItem('{STORE_KEY}'))")
+        assert stored["confirmed"] and stored["id"].startswith("c")
+        assert "awaiting moderation" in (await reader.locator("#comment-pending").inner_text()).lower()
+        assert await reader.locator(".pending-comments .comment-body", has_text=text).count() == 1
+        assert await reader.locator(".pending-comments .comment-body", has_text=refused).count() == 0
 
-            moderator = await (await browser.new_context()).new_page()
-            moderator.on("console", collect("moderation"))
-            moderator.on("pageerror", lambda exc: errors["moderation"].append(str(exc)))
-            await moderator.goto(stack.url("comments", "/moderation/"))
-            await moderator.fill("#token", MODERATION_TOKEN)
-            await moderator.fill("#moderator", "Maria Moderator")
-            await moderator.click("#login-submit")
-            item = moderator.locator("li.comment", has_text=text)
-            await item.wait_for(timeout=10_000)
-            assert not await moderator.locator("#login").is_visible(), "the sign-in form goes once signed in"
-            assert await item.locator(".reasons li", has_text="first_time_commenter").count() == 1
-            for label in ("Approve", "Reject", "Spam", "Ban author"):  # the mouse's way to act on one comment
-                assert await item.get_by_role("button", name=label, exact=True).is_visible(), label
-            await moderator.fill("#reason", "on topic, civil")
-            await item.click()
-            await moderator.keyboard.press("u")  # restore a pending comment: nothing to do, and it stays listed
-            await moderator.locator("#status-line", has_text="already so").wait_for(timeout=5000)
-            assert await moderator.locator("li.comment", has_text=text).count() == 1
-            assert "current" in (await item.get_attribute("class") or "")
-            await moderator.keyboard.press("a")
-            await moderator.locator("#status-line", has_text="Approved 1 comment").wait_for(timeout=5000)
-            assert await moderator.locator("li.comment", has_text=text).count() == 0
+        moderator = await (await browser.new_context()).new_page()
+        moderator.on("console", collect("moderation"))
+        moderator.on("pageerror", lambda exc: errors["moderation"].append(str(exc)))
+        await moderator.goto(stack.url("comments", "/moderation/"))
+        await moderator.fill("#token", MODERATION_TOKEN)
+        await moderator.fill("#moderator", "Maria Moderator")
+        await moderator.click("#login-submit")
+        item = moderator.locator("li.comment", has_text=text)
+        await item.wait_for(timeout=10_000)
+        assert not await moderator.locator("#login").is_visible(), "the sign-in form goes once signed in"
+        assert await item.locator(".reasons li", has_text="first_time_commenter").count() == 1
+        for label in ("Approve", "Reject", "Spam", "Ban author"):  # the mouse's way to act on one comment
+            assert await item.get_by_role("button", name=label, exact=True).is_visible(), label
+        await moderator.fill("#reason", "on topic, civil")
+        await item.click()
+        await moderator.keyboard.press("u")  # restore a pending comment: nothing to do, and it stays listed
+        await moderator.locator("#status-line", has_text="already so").wait_for(timeout=5000)
+        assert await moderator.locator("li.comment", has_text=text).count() == 1
+        assert "current" in (await item.get_attribute("class") or "")
+        await moderator.keyboard.press("a")
+        await moderator.locator("#status-line", has_text="Approved 1 comment").wait_for(timeout=5000)
+        assert await moderator.locator("li.comment", has_text=text).count() == 0
 
-            async def published() -> bool:
-                await reader.reload()  # a reload revalidates the page; a plain navigation may reuse the cache
-                return await reader.locator("article.comment[id^=\"comment-\"]", has_text=text).count() == 1
+        async def published() -> bool:
+            await reader.reload()  # a reload revalidates the page; a plain navigation may reuse the cache
+            return await reader.locator("article.comment[id^=\"comment-\"]", has_text=text).count() == 1
 
-            deadline = time.monotonic() + 10
-            while not await published():
-                assert time.monotonic() < deadline, "the approved comment never reached the page"
-                await asyncio.sleep(0.2)
-            assert await reader.locator("#comments h2").inner_text() == "1 Comment"
-            comment = reader.locator("article.comment[id^=\"comment-\"]", has_text=text)
-            assert (await comment.get_attribute("id") or "").startswith("comment-c")
-            comment_id = (await comment.get_attribute("id") or "").removeprefix("comment-")
-            async with httpx.AsyncClient(base_url=stack.url("comments")) as api:
-                record = (await api.get(f"/moderation/comments/{comment_id}",
-                                        headers={"Authorization": f"Bearer {MODERATION_TOKEN}"})).json()
-            assert record["history"][-1]["actor"] == "Maria Moderator"
-            assert "on topic, civil" in record["history"][-1]["reasons"], "the reason typed is in the audit trail"
-            assert await reader.locator(".pending-comments").count() == 0, "the reader's own note goes away"
-            await reader.goto(stack.url("publisher", path))
-            await asyncio.to_thread(ARTIFACTS.mkdir, exist_ok=True)
-            await reader.screenshot(path=str(ARTIFACTS / "article-with-comment.png"), full_page=True)
-        finally:
-            await browser.close()
+        deadline = time.monotonic() + 10
+        while not await published():
+            assert time.monotonic() < deadline, "the approved comment never reached the page"
+            await asyncio.sleep(0.2)
+        assert await reader.locator("#comments h2").inner_text() == "1 Comment"
+        comment = reader.locator("article.comment[id^=\"comment-\"]", has_text=text)
+        assert (await comment.get_attribute("id") or "").startswith("comment-c")
+        comment_id = (await comment.get_attribute("id") or "").removeprefix("comment-")
+        async with httpx.AsyncClient(base_url=stack.url("comments")) as api:
+            record = (await api.get(f"/moderation/comments/{comment_id}",
+                                    headers={"Authorization": f"Bearer {MODERATION_TOKEN}"})).json()
+        assert record["history"][-1]["actor"] == "Maria Moderator"
+        assert "on topic, civil" in record["history"][-1]["reasons"], "the reason typed is in the audit trail"
+        assert await reader.locator(".pending-comments").count() == 0, "the reader's own note goes away"
+        await reader.goto(stack.url("publisher", path))
+        await asyncio.to_thread(ARTIFACTS.mkdir, exist_ok=True)
+        await reader.screenshot(path=str(ARTIFACTS / "article-with-comment.png"), full_page=True)
     # The site serves no /favicon.ico yet, and the refused try is a 400 by design: neither is an error of a page.
     errors["article"] = [
         e for e in errors["article"] if not e.endswith("/favicon.ico)") and "status of 400" not in e
@@ -173,9 +162,6 @@ async def test_the_authors_note_goes_when_the_comment_is_turned_down(
     The comments are posted from other addresses and planted in the browser's storage as its own form would have
     left them: one rejected at once (a banned word), whose redirect must say it was not published, and one held,
     then rejected by a moderator, whose note must go on the next visit."""
-    if not await asyncio.to_thread(CHROMIUM.exists):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.async_api import async_playwright
 
     draft = make_draft(published=datetime.now(UTC) - timedelta(hours=1))
     await post(producer, stack, draft)
@@ -193,40 +179,36 @@ async def test_the_authors_note_goes_when_the_comment_is_turned_down(
     ]
     headers = {"Authorization": f"Bearer {MODERATION_TOKEN}"}
 
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            reader = await (await browser.new_context()).new_page()
-            await reader.goto(stack.url("publisher", "/robots.txt"))
-            await reader.evaluate(f"localStorage.setItem('{STORE_KEY}', JSON.stringify({json.dumps(planted)}))")
-            # Where the form's redirect lands for the comment with the banned word.
-            await reader.goto(stack.url("publisher", f"{path}?pending={rude_id}#comment-pending"))
-            notice = reader.locator("#comment-pending")
-            await notice.filter(has_text="Your comment was not published.").wait_for(timeout=10_000)
-            assert await reader.locator(".pending-comments .comment-body", has_text=rude_text).count() == 0
-            assert await reader.locator(".pending-comments .comment-body", has_text=held_text).count() == 1
-            assert "pending=" not in reader.url
-            stored = await reader.evaluate(f"JSON.parse(localStorage.getItem('{STORE_KEY}'))")
-            assert [entry["id"] for entry in stored] == [held_id], "only the held comment is remembered"
+    async with chromium() as browser:
+        reader = await (await browser.new_context()).new_page()
+        await reader.goto(stack.url("publisher", "/robots.txt"))
+        await reader.evaluate(f"localStorage.setItem('{STORE_KEY}', JSON.stringify({json.dumps(planted)}))")
+        # Where the form's redirect lands for the comment with the banned word.
+        await reader.goto(stack.url("publisher", f"{path}?pending={rude_id}#comment-pending"))
+        notice = reader.locator("#comment-pending")
+        await notice.filter(has_text="Your comment was not published.").wait_for(timeout=10_000)
+        assert await reader.locator(".pending-comments .comment-body", has_text=rude_text).count() == 0
+        assert await reader.locator(".pending-comments .comment-body", has_text=held_text).count() == 1
+        assert "pending=" not in reader.url
+        stored = await reader.evaluate(f"JSON.parse(localStorage.getItem('{STORE_KEY}'))")
+        assert [entry["id"] for entry in stored] == [held_id], "only the held comment is remembered"
 
-            async with httpx.AsyncClient(base_url=stack.url("comments"), headers=headers) as moderation:
-                async def held() -> bool:
-                    answer = await moderation.get(f"/moderation/comments/{held_id}")
-                    return answer.status_code == 200 and answer.json()["status"] in ("pending", "spam")
-
-                deadline = time.monotonic() + 10
-                while not await held():
-                    assert time.monotonic() < deadline, "the comment was never held"
-                    await asyncio.sleep(0.1)
-                rejected = await moderation.post(f"/moderation/comments/{held_id}/reject", json={"moderator": "Maria"})
-                assert rejected.status_code == 202, rejected.text
+        async with httpx.AsyncClient(base_url=stack.url("comments"), headers=headers) as moderation:
+            async def held() -> bool:
+                answer = await moderation.get(f"/moderation/comments/{held_id}")
+                return answer.status_code == 200 and answer.json()["status"] in ("pending", "spam")
 
             deadline = time.monotonic() + 10
-            while await reader.locator(".pending-comments .comment-body", has_text=held_text).count():
-                assert time.monotonic() < deadline, "the note of a rejected comment stayed"
-                await asyncio.sleep(0.3)
-                await reader.goto(stack.url("publisher", path))
-            assert await reader.evaluate(f"JSON.parse(localStorage.getItem('{STORE_KEY}'))") == []
-            assert "Tom Twice" not in await reader.locator("#comments").inner_text()
-        finally:
-            await browser.close()
+            while not await held():
+                assert time.monotonic() < deadline, "the comment was never held"
+                await asyncio.sleep(0.1)
+            rejected = await moderation.post(f"/moderation/comments/{held_id}/reject", json={"moderator": "Maria"})
+            assert rejected.status_code == 202, rejected.text
+
+        deadline = time.monotonic() + 10
+        while await reader.locator(".pending-comments .comment-body", has_text=held_text).count():
+            assert time.monotonic() < deadline, "the note of a rejected comment stayed"
+            await asyncio.sleep(0.3)
+            await reader.goto(stack.url("publisher", path))
+        assert await reader.evaluate(f"JSON.parse(localStorage.getItem('{STORE_KEY}'))") == []
+        assert "Tom Twice" not in await reader.locator("#comments").inner_text()

@@ -19,26 +19,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from playwright.async_api import ConsoleMessage, Locator, Page, async_playwright, expect
+from playwright.async_api import ConsoleMessage, Locator, Page, expect
 
 from shared import topics
 from shared.contracts.comments import CommentSubmitted
+from tests.support.browser import chromium
 from tests.support.drafts import make_draft, post, wait_for_version
 from tests.support.stack import MODERATION_TOKEN, ServiceStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 # Chromium logs every answer of 400 and above as "Failed to load resource"; a 409 is the API doing its job.
 EXPECTED_CONSOLE = re.compile(r"status of 409")
 
@@ -183,28 +178,22 @@ class Ui:
 @asynccontextmanager
 async def moderation_ui(stack: ServiceStack, name: str) -> AsyncIterator[Ui]:
     """The moderation page in a fresh browser, signed in as `name`, its first queue (Pending) loaded."""
-    if not await asyncio.to_thread(CHROMIUM.exists):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            page = await (await browser.new_context()).new_page()
-            ui = Ui(page)
+    async with chromium() as browser:
+        page = await (await browser.new_context()).new_page()
+        ui = Ui(page)
 
-            def on_console(message: ConsoleMessage) -> None:
-                if message.type == "error":
-                    ui.errors.append(f"{message.text} ({message.location.get('url', '')})")
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                ui.errors.append(f"{message.text} ({message.location.get('url', '')})")
 
-            page.on("console", on_console)
-            page.on("pageerror", lambda exc: ui.errors.append(str(exc)))
-            await page.goto(stack.url("comments", "/moderation/"))
-            await page.fill("#token", MODERATION_TOKEN)
-            await page.fill("#moderator", name)
-            await page.click("#login-submit")
-            await expect(page.locator("#status-line")).to_have_text(re.compile(r"pending comments?$"), timeout=10_000)
-            yield ui
-        finally:
-            await browser.close()
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: ui.errors.append(str(exc)))
+        await page.goto(stack.url("comments", "/moderation/"))
+        await page.fill("#token", MODERATION_TOKEN)
+        await page.fill("#moderator", name)
+        await page.click("#login-submit")
+        await expect(page.locator("#status-line")).to_have_text(re.compile(r"pending comments?$"), timeout=10_000)
+        yield ui
 
 
 async def test_a_queue_longer_than_a_page_says_its_size_and_shows_the_older_comments(

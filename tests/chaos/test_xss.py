@@ -27,13 +27,11 @@ from aiokafka import AIOKafkaProducer
 
 from tests.chaos.harness import reader_ip
 from tests.chaos.infra import Secrets
+from tests.support.browser import chromium
 from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VECTORS = Path(__file__).with_name("xss_vectors.txt")
 MARKER_HOST = "xss.invalid"
 CONSOLE_MARKER = "XSSMARK"
@@ -110,16 +108,8 @@ class Findings:
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
-    if not await asyncio.to_thread(CHROMIUM.exists):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def watched_page(browser: Any, findings: Findings) -> Any:
