@@ -7,10 +7,11 @@ topic, acknowledged by Kafka before the reader gets an answer.
 | `POST /api/comments` | JSON, the same field names | `202 {"id", "status": "pending"}` |
 | `POST /comments/{id}/report` | form or JSON, optional `comment_post_ID`, `reason` | `303` back / `202` |
 | `GET /comments/{id}/reply?comment_post_ID=` | | the reply form for readers without JavaScript |
-| `GET /api/comments/{id}?article_guid=` | | `200 {"id", "status"}`, `404` before any decision |
+| `GET /api/comments/{id}?article_guid=` | | `200 {"id", "status"}`; `404` for an id it has no word of |
 
-`status` is `awaiting_moderation`, `published` or `not_published`: what the article page's script asks to keep
-its author's "Awaiting moderation" note truthful, so the note goes once the comment is published or turned down.
+`status` is `received` (accepted here in the last two minutes, not decided yet), `awaiting_moderation`, `published`
+or `not_published`: what the article page's script asks to keep its author's "Awaiting moderation" note truthful,
+so the note goes once the comment is published or turned down.
 It tells no more than the author sees anyway: a comment the spam model holds is awaiting moderation like any
 other (the answer is no oracle for tuning spam), and no reason is given.
 
@@ -609,10 +610,14 @@ class CommentEdge:
             decided = json.loads(raw) if raw is not None else None
         except ValueError:
             decided = None
-        if not isinstance(decided, dict):
-            error = FieldError("id", "unknown_comment", "No decision on this comment on this article yet.")
+        if isinstance(decided, dict):
+            status = AUTHOR_STATUS.get(str(decided.get("status")), "not_published")
+        elif _ID_RE.match(cid) and await self.redis.exists(f"{self.prefix}:id:{cid}"):
+            # Just accepted: the page asks right after the form's redirect, usually before the decision is made.
+            status = "received"
+        else:
+            error = FieldError("id", "unknown_comment", "No comment with this id on this article.")
             return self.problem(404, [error], title="unknown comment")
-        status = AUTHOR_STATUS.get(str(decided.get("status")), "not_published")
         response = json_response({"id": cid, "status": status}, 200)
         response.headers.append((b"cache-control", b"no-store"))
         return response

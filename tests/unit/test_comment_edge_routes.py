@@ -433,10 +433,15 @@ async def test_a_comment_without_a_decision_on_that_article_is_unknown(site: Sit
     assert json.loads(answer.body)["errors"][0]["code"] == "unknown_comment"
 
 
-async def test_the_form_sends_its_author_back_with_the_comment_id(site: Site) -> None:
+async def test_the_form_sends_its_author_back_with_the_comment_id_which_reads_as_received(site: Site) -> None:
     answer = await site.edge.post_form(form_post())
     location = dict(answer.headers)[b"location"].decode()
     assert answer.status == 303
     assert location.startswith(f"{URL_PATH}?pending=c") and location.endswith("#comment-pending")
     [(_, value)] = site.broker.sent
-    assert json.loads(value)["id"] == location.partition("=")[2].partition("#")[0]
+    cid = location.partition("=")[2].partition("#")[0]
+    assert json.loads(value)["id"] == cid
+    # Asked before the decision arrives (what the page does at once), the comment is received, not unknown.
+    asked = await site.edge.status(request("GET", "/api/comments/x", query=f"article_guid={quote(GUID)}",
+                                           params={"id": cid}))
+    assert (asked.status, json.loads(asked.body)) == (200, {"id": cid, "status": "received"})

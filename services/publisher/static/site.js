@@ -20,7 +20,7 @@
   var MAX_KEPT = 20;
   var DAY_MS = 24 * 60 * 60 * 1000;
   var ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-  var STATUS_RETRIES = 4; // a decision not made yet when the page loads is asked for again
+  var STATUS_RETRIES = 4; // a comment not decided yet when the page loads is asked about again
   var STATUS_RETRY_MS = 1500;
 
   function metaContent(name) {
@@ -279,16 +279,17 @@
     var url = "/api/comments/" + encodeURIComponent(entry.id) + "?article_guid=" + encodeURIComponent(guid);
     window.fetch(url, { cache: "no-store", credentials: "omit", headers: { Accept: "application/json" } })
       .then(function (response) {
-        if (response.status === 404 && retries > 0) {
-          window.setTimeout(function () {
-            followDecision(guid, entry, item, justPosted, retries - 1);
-          }, STATUS_RETRY_MS);
-          return null;
-        }
         return response.ok ? response.json() : null;
       })
       .then(function (answer) {
-        if (!answer || answer.status === "awaiting_moderation") {
+        if (answer && answer.status === "received" && retries > 0) {
+          // accepted, not decided yet: moderation takes a moment, or longer when its service is catching up
+          window.setTimeout(function () {
+            followDecision(guid, entry, item, justPosted, retries - 1);
+          }, STATUS_RETRY_MS);
+          return;
+        }
+        if (!answer || answer.status === "received" || answer.status === "awaiting_moderation") {
           return;
         }
         forget(entry.id);
