@@ -602,22 +602,22 @@ class CommentEdge:
         """How moderation went, in the words its author may read (see the module docstring)."""
         cid = request.params["id"]
         guid = (request.query.get("article_guid") or request.query.get("comment_post_ID") or [""])[0].strip()
-        raw = None
-        if guid and _ID_RE.match(cid):
-            store = self.store_of()
-            raw = cast(bytes | None, await store.redis.hget(store.article_key(guid, "comments"), cid))
+        unknown = FieldError("id", "unknown_comment", "No comment with this id on this article.")
+        if not guid or not _ID_RE.match(cid):
+            return self.problem(404, [unknown], title="unknown comment")
+        store = self.store_of()
+        raw = cast(bytes | None, await store.redis.hget(store.article_key(guid, "comments"), cid))
         try:
             decided = json.loads(raw) if raw is not None else None
         except ValueError:
             decided = None
         if isinstance(decided, dict):
             status = AUTHOR_STATUS.get(str(decided.get("status")), "not_published")
-        elif _ID_RE.match(cid) and await self.redis.exists(f"{self.prefix}:id:{cid}"):
+        elif await self.redis.exists(f"{self.prefix}:id:{cid}"):
             # Just accepted: the page asks right after the form's redirect, usually before the decision is made.
             status = "received"
         else:
-            error = FieldError("id", "unknown_comment", "No comment with this id on this article.")
-            return self.problem(404, [error], title="unknown comment")
+            return self.problem(404, [unknown], title="unknown comment")
         response = json_response({"id": cid, "status": status}, 200)
         response.headers.append((b"cache-control", b"no-store"))
         return response
