@@ -24,6 +24,7 @@ from typing import Any, Final, TypeVar
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import (
     CoordinatorLoadInProgressError,
@@ -175,6 +176,38 @@ def static_members_leave_on_close() -> None:
     _static_member_leaves_on_close = True
 
 
+_forced_metadata_update_wakes = False
+
+
+def forced_metadata_updates_wake_the_synchronizer() -> None:
+    """Make every forced metadata update wake aiokafka's metadata task, even while an update is under way.
+
+    aiokafka refreshes metadata in one background task, which sleeps for `metadata_max_age_ms` (5 minutes)
+    unless a forced update wakes it. A forced update that comes while a periodic refresh is under way joins
+    that refresh instead, and does not wake the task. If the forced update changed the client's topics (a
+    consumer rejoining its group sets them), the task sees the change once its refresh is done and starts
+    over: into its 5-minute sleep, while the forced update still waits for it. Everything that needs
+    metadata waits with it, the commit that ends a batch and the group's heartbeat among them, so a consumer
+    stops for up to 5 minutes with `/healthz` green. This happened to a publisher after a broker restart
+    (its stack: `commit` → `ensure_coordinator_known` → `force_metadata_update`, the task asleep). Waking the
+    task on every forced update makes it go round again at once. Installed once, by `make_broker`, before
+    any client starts.
+    """
+    global _forced_metadata_update_wakes
+    if _forced_metadata_update_wakes:
+        return
+    joins_the_update_under_way = AIOKafkaClient.force_metadata_update
+
+    def force_metadata_update(self: AIOKafkaClient) -> asyncio.Future[bool]:
+        if not self._md_update_waiter.done():
+            self._md_update_waiter.set_result(None)
+        update: asyncio.Future[bool] = joins_the_update_under_way(self)
+        return update
+
+    AIOKafkaClient.force_metadata_update = force_metadata_update
+    _forced_metadata_update_wakes = True
+
+
 def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> KafkaBroker:
     """Producers wait for all in-sync replicas and are idempotent; nothing creates topics implicitly."""
     options: dict[str, Any] = {
@@ -198,6 +231,7 @@ def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> Ka
     }
     options.update(overrides)
     static_members_leave_on_close()
+    forced_metadata_updates_wake_the_synchronizer()
     return KafkaBroker(settings.kafka_bootstrap_servers, **options)
 
 
