@@ -454,6 +454,33 @@ def _shown_in_body(picture: Picture | None, body_html: str) -> bool:
     return picture is not None and any(html.unescape(src) == picture.href for src in _IMG_SRC.findall(body_html))
 
 
+_PICTURE_TAG = re.compile(r'<img(?:\s+[^\s"=>/]+(?:="[^"]*")?)*\s*>')
+_SRC_ATTRIBUTE = re.compile(r'\ssrc="([^"]*)"')
+_LAZY = ' loading="lazy"'
+
+
+def _lead_from_the_body(picture: Picture | None, body_html: str) -> str:
+    """With no picture above the story, the body's lead picture (the story's own, else the first) is the top of
+    the page and likely its largest paint: it loads at once and first, as the picture above the story does.
+
+    The sanitizer marks every body picture `loading="lazy"` and keeps no other `loading`, and it double-quotes
+    every attribute value (so a ">" inside one does not end the tag here). WordPress leaves its first content
+    picture eager for the same reason.
+    """
+    pictures = [tag for tag in _PICTURE_TAG.finditer(body_html) if _LAZY in tag.group(0)]
+    if not pictures:
+        return body_html
+    lead = pictures[0]
+    if picture is not None:
+        for tag in pictures:
+            src = _SRC_ATTRIBUTE.search(tag.group(0))
+            if src is not None and html.unescape(src.group(1)) == picture.href:
+                lead = tag
+                break
+    eager = lead.group(0).replace(_LAZY, ' fetchpriority="high"', 1)
+    return f"{body_html[: lead.start()]}{eager}{body_html[lead.end() :]}"
+
+
 def _check_also(article: ArticlePublished, links: Sequence[RelatedLink]) -> list[RelatedLink]:
     """Links in the order given (best first), without the article itself and without repeats."""
     chosen: list[RelatedLink] = []
@@ -476,6 +503,7 @@ def render_article(
     shown_comments = public_comments(article.guid, comments)
     related = _check_also(article, links)
     modified_later = as_utc(article.date_modified) > as_utc(article.date_published)
+    lead_picture = None if _shown_in_body(article.picture, article.body_html) else article.picture
     return _render(
         "article.html",
         site=site,
@@ -485,7 +513,8 @@ def render_article(
         article=article,
         canonical=absolute_url(site, article.url_path),
         og_image=None if article.picture is None else absolute_url(site, article.picture.href),
-        lead_picture=None if _shown_in_body(article.picture, article.body_html) else article.picture,
+        lead_picture=lead_picture,
+        body_html=article.body_html if lead_picture else _lead_from_the_body(article.picture, article.body_html),
         ld=_news_article_ld(article, site),
         modified_later=modified_later,
         check_also_lead=related[0] if related else None,

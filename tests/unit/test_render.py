@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 import pytest
 from pydantic import ValidationError
 
+from services.ingest.sanitize import sanitize_html
 from services.publisher.config import PublisherSettings
 from services.publisher.rebuild import site_config
 from services.publisher.render import (
@@ -363,6 +364,33 @@ def test_a_lead_picture_that_the_body_already_shows_appears_once_where_the_body_
     both = parse(article_page(picture=Picture(href=href, alt="A podium"), body_html=elsewhere)).root
     shown = [img.attrs["src"] for img in both.find_all("img") if "avatars" not in img.attrs["src"]]
     assert shown == [href, "https://cdn.news.example/other.jpg"]
+
+
+def body_pictures(page: bytes) -> dict[str, dict[str, str]]:
+    body = parse(page).root.with_class("story-body")[0]
+    return {img.attrs["src"]: img.attrs for img in body.find_all("img")}
+
+
+def test_with_no_picture_above_the_story_the_bodys_lead_picture_loads_first_and_the_rest_lazily() -> None:
+    first, lead, last = (f"https://cdn.news.example/{n}.jpg" for n in ("first", "lead", "last"))
+    body = "".join(
+        sanitize_html(f'<p>Paragraph {n}.</p><figure><img src="{src}" alt="a > b"></figure>')
+        for n, src in enumerate((first, lead, last))
+    )
+    assert body.count('loading="lazy"') == 3  # as the sanitizer leaves every body picture
+
+    without_picture = body_pictures(article_page(picture=None, body_html=body))
+    assert without_picture[first].get("fetchpriority") == "high" and "loading" not in without_picture[first]
+    assert [without_picture[src].get("loading") for src in (lead, last)] == ["lazy", "lazy"]
+
+    own = body_pictures(article_page(picture=Picture(href=lead, alt="The lead"), body_html=body))
+    assert own[lead].get("fetchpriority") == "high" and "loading" not in own[lead]
+    assert [own[src].get("loading") for src in (first, last)] == ["lazy", "lazy"]
+    assert own[lead]["alt"] == "a > b"
+
+    above = article_page(picture=Picture(href="https://cdn.news.example/top.jpg", alt="Top"), body_html=body)
+    assert parse(above).root.find("figure", class_="featured-picture").find("img").attrs["fetchpriority"] == "high"
+    assert all(a.get("loading") == "lazy" and "fetchpriority" not in a for a in body_pictures(above).values())
 
 
 def test_each_comment_can_be_reported_from_the_page() -> None:
