@@ -445,38 +445,31 @@ def _news_article_ld(article: ArticlePublished, site: SiteConfig) -> dict[str, A
     return data
 
 
-_IMG_SRC = re.compile(r'<img\s[^>]*?\bsrc="([^"]*)"')
-
-
-def _shown_in_body(picture: Picture | None, body_html: str) -> bool:
-    """The lead picture is also in the body (copy that places its photo inline): show it once, where the
-    newsroom put it. The body is sanitizer output, so every `src` is double-quoted and entity-escaped."""
-    return picture is not None and any(html.unescape(src) == picture.href for src in _IMG_SRC.findall(body_html))
-
-
 _PICTURE_TAG = re.compile(r'<img(?:\s+[^\s"=>/]+(?:="[^"]*")?)*\s*>')
 _SRC_ATTRIBUTE = re.compile(r'\ssrc="([^"]*)"')
 _LAZY = ' loading="lazy"'
 
 
-def _lead_from_the_body(picture: Picture | None, body_html: str) -> str:
+def _body_pictures(body_html: str) -> list[tuple[re.Match[str], str]]:
+    """Each picture of a body, with its address (the body is sanitizer output: every attribute value is
+    double-quoted and entity-escaped)."""
+    pictures = []
+    for tag in _PICTURE_TAG.finditer(body_html):
+        src = _SRC_ATTRIBUTE.search(tag.group(0))
+        pictures.append((tag, html.unescape(src.group(1)) if src else ""))
+    return pictures
+
+
+def _lead_loads_first(article: ArticlePublished, pictures: list[tuple[re.Match[str], str]]) -> str:
     """With no picture above the story, the body's lead picture (the story's own, else the first) is the top of
     the page and likely its largest paint: it loads at once and first, as the picture above the story does.
-
-    The sanitizer marks every body picture `loading="lazy"` and keeps no other `loading`, and it double-quotes
-    every attribute value (so a ">" inside one does not end the tag here). WordPress leaves its first content
-    picture eager for the same reason.
-    """
-    pictures = [tag for tag in _PICTURE_TAG.finditer(body_html) if _LAZY in tag.group(0)]
-    if not pictures:
+    WordPress leaves its first content picture eager for the same reason. The sanitizer marks every body picture
+    `loading="lazy"` and keeps no other `loading`."""
+    body_html, picture = article.body_html, article.picture
+    lazy = [(tag, src) for tag, src in pictures if _LAZY in tag.group(0)]
+    if not lazy:
         return body_html
-    lead = pictures[0]
-    if picture is not None:
-        for tag in pictures:
-            src = _SRC_ATTRIBUTE.search(tag.group(0))
-            if src is not None and html.unescape(src.group(1)) == picture.href:
-                lead = tag
-                break
+    lead = next((tag for tag, src in lazy if picture is not None and src == picture.href), lazy[0][0])
     eager = lead.group(0).replace(_LAZY, ' fetchpriority="high"', 1)
     return f"{body_html[: lead.start()]}{eager}{body_html[lead.end() :]}"
 
@@ -503,7 +496,11 @@ def render_article(
     shown_comments = public_comments(article.guid, comments)
     related = _check_also(article, links)
     modified_later = as_utc(article.date_modified) > as_utc(article.date_published)
-    lead_picture = None if _shown_in_body(article.picture, article.body_html) else article.picture
+    pictures = _body_pictures(article.body_html)
+    # A lead picture that the body shows too (copy that places its photo inline) is shown once, where the
+    # newsroom put it.
+    in_body = article.picture is not None and any(src == article.picture.href for _, src in pictures)
+    lead_picture = None if in_body else article.picture
     return _render(
         "article.html",
         site=site,
@@ -514,7 +511,7 @@ def render_article(
         canonical=absolute_url(site, article.url_path),
         og_image=None if article.picture is None else absolute_url(site, article.picture.href),
         lead_picture=lead_picture,
-        body_html=article.body_html if lead_picture else _lead_from_the_body(article.picture, article.body_html),
+        body_html=article.body_html if lead_picture else _lead_loads_first(article, pictures),
         ld=_news_article_ld(article, site),
         modified_later=modified_later,
         check_also_lead=related[0] if related else None,
