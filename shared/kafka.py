@@ -28,6 +28,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import (
     CoordinatorLoadInProgressError,
+    IllegalStateError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
@@ -506,6 +507,9 @@ class BatchRunner:
     """The consumer of the last batch run through `subscribe`: what it holds says which partitions, hence which
     guids, this process decides for (background work keyed by guid asks it)."""
     _dlq_producer: AIOKafkaProducer | None = None
+    _lag_reports: list[tuple[Any, set[TopicPartition]]] = field(default_factory=list)
+    """Each subscriber declared through `subscribe` (its consumer exists once the broker runs), with the partitions
+    it has reported lag for."""
     _failed_batches: dict[Handler, int] = field(default_factory=dict)
     """Per consumer (its handler), batches failed in a row outside their records: the pause before reading one
     again grows with it. One runner serves all of a process's consumers; one's failures must not slow another."""
@@ -523,6 +527,17 @@ class BatchRunner:
             await producer.start()
             self._dlq_producer = producer
         return self._dlq_producer
+
+    async def report_lag_between_batches(self) -> None:
+        """Report every consumer's lag every few seconds, batch or no batch. After a batch only, a consumer stuck
+        in a batch, or in the commit after one, left the gauge as its last batch had (often 0): the stall alert
+        never saw it, and only the broker's view (`broadsheet status`) did."""
+        while not self.stopping.is_set():
+            await asyncio.sleep(LAG_REPORT_SECONDS)
+            for subscriber, reported in self._lag_reports:
+                consumer = getattr(subscriber, "consumer", None)
+                if isinstance(consumer, AIOKafkaConsumer):
+                    await report_lag(self.service, consumer, reported)
 
     async def close(self) -> None:
         if self._dlq_producer is not None:
@@ -690,6 +705,7 @@ def subscribe(
         return await handlers[record.topic](record, outbox)
 
     reported: set[TopicPartition] = set()
+    runner._lag_reports.append((subscriber, reported))
 
     async def consume(_: Any, message: KafkaMessage) -> None:
         records = records_of(message)
@@ -697,29 +713,38 @@ def subscribe(
             runner.consumer = message.consumer
         await runner.run(records, dispatch, prepare)
         if isinstance(message.consumer, AIOKafkaConsumer):
-            report_lag(runner.service, message.consumer, records, reported)
+            await report_lag(runner.service, message.consumer, reported)
 
     consume.__name__ = f"consume_{member}"
     subscriber(consume)
 
 
-def report_lag(
-    service: str, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]], reported: set[TopicPartition]
-) -> None:
-    """Set `broadsheet_consumer_lag` for each partition of a handled batch: the records between the last one handled
-    and the partition's end as of the fetch (no request: the consumer keeps the high-water mark of each fetch).
+LAG_REPORT_SECONDS = 5.0
+"""How often a consumer's lag is reported between batches (it is also reported after each batch)."""
+
+
+async def report_lag(service: str, consumer: AIOKafkaConsumer, reported: set[TopicPartition]) -> None:
+    """Set `broadsheet_consumer_lag` for each partition the consumer holds: the records between its position (the
+    next record it hands out) and the partition's end as of the last fetch. No request is made: the consumer keeps
+    each fetch's high-water mark, and goes on fetching while a batch is handled.
 
     Partitions the consumer no longer holds lose their series, so the replica that took them over is the only one
     to report them and a sum over replicas stays true.
     """
-    last: dict[TopicPartition, int] = {}
-    for record in records:
-        last[TopicPartition(record.topic, record.partition)] = record.offset
-    for partition, offset in last.items():
-        highwater = consumer.highwater(partition)
-        if highwater is not None:
-            CONSUMER_LAG.labels(service, partition.topic, str(partition.partition)).set(max(0, highwater - offset - 1))
-            reported.add(partition)
+    held = consumer.assignment()
+    for partition in held:
+        try:
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            # A held partition's position is known without waiting, except just after an assignment, while the
+            # consumer looks up where to start: that one is skipped rather than waited for (a batch waits on this).
+            async with asyncio.timeout(0):
+                position = await consumer.position(partition)
+        except (AssertionError, IllegalStateError, KafkaError, TimeoutError):  # taken away meanwhile, or no position
+            continue
+        CONSUMER_LAG.labels(service, partition.topic, str(partition.partition)).set(max(0, highwater - position))
+        reported.add(partition)
     for partition in reported - consumer.assignment():
         drop_lag(service, partition)
         reported.discard(partition)

@@ -86,6 +86,7 @@ class Runtime:
     on_startup: list[Hook] = field(default_factory=list)
     """Run once the broker is connected and consuming."""
     on_shutdown: list[Hook] = field(default_factory=list)
+    _lag_reporter: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def app(self, *, reader: ASGIApp | None = None) -> ServiceApp:
         log = get_logger(self.service)
@@ -95,6 +96,7 @@ class Runtime:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, log_task_stacks)
             for hook in self.on_startup:
                 await hook()
+            self._lag_reporter = asyncio.create_task(self.runner.report_lag_between_batches(), name="lag-reporter")
             log.info("service started", service=self.service)
 
         async def preparing() -> None:
@@ -103,6 +105,7 @@ class Runtime:
 
         async def stopping() -> None:
             self.runner.stopping.set()
+            await cancel_and_wait(self._lag_reporter)
 
         async def stopped() -> None:
             for hook in self.on_shutdown:

@@ -13,8 +13,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+import shared.kafka
 from shared.kafka import BatchRunner, Outbox, make_broker, subscribe
 from shared.metrics import REGISTRY
 from shared.settings import ServiceSettings
@@ -106,3 +108,58 @@ async def test_a_consumer_reports_its_lag_per_partition(infra: dict[str, str]) -
         sample.labels for family in REGISTRY.collect() for sample in family.samples
         if sample.name == "broadsheet_consumer_lag"
     ]
+
+
+async def test_a_consumer_stuck_in_a_batch_still_reports_the_records_waiting_behind_it(
+    infra: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a batch only, the gauge stayed as the last finished batch left it (none here): the stall alert, which
+    reads it, never saw a consumer stuck in a batch or in the commit after one."""
+    monkeypatch.setattr(shared.kafka, "LAG_REPORT_SECONDS", 0.5)
+    prefix, topic = await topic_holding(infra["kafka"], "runner.stuck", 3)
+    labels = {"service": "stuck-test", "topic": topic, "partition": "0"}
+
+    settings = ServiceSettings(kafka_bootstrap_servers=infra["kafka"], kafka_topic_prefix=prefix)
+    broker = make_broker(settings, "stuck-test")
+    runner = BatchRunner("stuck-test", broker, settings)
+    stuck, release = asyncio.Event(), asyncio.Event()
+    handled = 0
+
+    async def handle(record: ConsumerRecord[Any, Any], _: Outbox) -> str:
+        nonlocal handled
+        stuck.set()
+        await release.wait()
+        handled += 1
+        return "processed"
+
+    subscribe(runner, {topic: handle}, description="test input")
+    await broker.start()
+    reporter = asyncio.create_task(runner.report_lag_between_batches())
+    try:
+        await asyncio.wait_for(stuck.wait(), timeout=60)
+        producer = AIOKafkaProducer(bootstrap_servers=infra["kafka"], acks="all")
+        await producer.start()
+        try:
+            for n in range(10):
+                await producer.send(topic, f"later-{n}".encode(), key=b"story", partition=0)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+        deadline = time.monotonic() + 15
+        while (REGISTRY.get_sample_value("broadsheet_consumer_lag", labels) or 0) < 10:
+            assert time.monotonic() < deadline, REGISTRY.get_sample_value("broadsheet_consumer_lag", labels)
+            await asyncio.sleep(0.1)
+        assert handled == 0, "no batch has finished: the lag was reported between batches"
+
+        release.set()
+        while handled < 13 or REGISTRY.get_sample_value("broadsheet_consumer_lag", labels):
+            assert time.monotonic() < deadline + 30, handled
+            await asyncio.sleep(0.1)
+    finally:
+        release.set()
+        runner.stopping.set()
+        reporter.cancel()
+        await broker.stop()
+        await runner.close()
+

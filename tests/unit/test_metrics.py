@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from types import SimpleNamespace
-from typing import Any
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
 from services.related.worker import Ownership
 from shared.kafka import report_lag
@@ -36,35 +36,46 @@ def test_labelled_keeps_each_metrics_children_apart() -> None:
 
 
 class AssignedConsumer:
-    """The two things `report_lag` reads from aiokafka's consumer: each partition's high-water mark as of its last
-    fetch, and the partitions it holds."""
+    """The three things `report_lag` reads from aiokafka's consumer: the partitions it holds, each one's high-water
+    mark as of its last fetch, and its position (the next record it hands out)."""
 
-    def __init__(self, highwater: dict[TopicPartition, int]) -> None:
+    def __init__(self, highwater: dict[TopicPartition, int], positions: dict[TopicPartition, int]) -> None:
         self.highwaters = highwater
+        self.positions = positions
 
     def highwater(self, partition: TopicPartition) -> int | None:
-        return self.highwaters.get(partition)
+        assert partition in self.highwaters, "Partition is not assigned"
+        return self.highwaters[partition]
+
+    async def position(self, partition: TopicPartition) -> int:
+        if partition not in self.positions:  # just assigned: aiokafka waits until it knows where to start
+            await asyncio.Event().wait()
+        return self.positions[partition]
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.highwaters)
 
 
-def test_lag_is_reported_per_partition_and_dropped_with_the_partition() -> None:
-    def record(partition: int, offset: int) -> ConsumerRecord[Any, Any]:
-        return ConsumerRecord("t.lag", partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
-
+async def test_lag_is_reported_per_partition_and_dropped_with_the_partition() -> None:
     def lag(partition: int) -> float | None:
         labels = {"service": "lag-unit", "topic": "t.lag", "partition": str(partition)}
         return REGISTRY.get_sample_value("broadsheet_consumer_lag", labels)
 
     zero, one = TopicPartition("t.lag", 0), TopicPartition("t.lag", 1)
-    consumer = AssignedConsumer({zero: 100, one: 10})
+    consumer = AssignedConsumer({zero: 100, one: 10}, {zero: 42, one: 10})
     reported: set[TopicPartition] = set()
-    report_lag("lag-unit", consumer, [record(0, 40), record(0, 41), record(1, 9)], reported)
+    await report_lag("lag-unit", consumer, reported)  # type: ignore[arg-type]
     assert (lag(0), lag(1)) == (58, 0)
     del consumer.highwaters[one]  # a rebalance gave partition 1 to another replica: only it reports it now
-    report_lag("lag-unit", consumer, [record(0, 99)], reported)
+    consumer.positions[zero] = 100
+    await report_lag("lag-unit", consumer, reported)  # type: ignore[arg-type]
     assert (lag(0), lag(1)) == (0, None)
+
+    two = TopicPartition("t.lag", 2)
+    consumer.highwaters[two] = 7  # assigned, its position not known yet: skipped, not waited for
+    consumer.positions[zero] = 90
+    await asyncio.wait_for(report_lag("lag-unit", consumer, reported), 1)  # type: ignore[arg-type]
+    assert (lag(0), lag(2)) == (10, None)
 
 
 async def test_the_related_worker_forgets_the_lag_of_a_partition_taken_from_it() -> None:
