@@ -44,7 +44,9 @@ java_run() {
        ${KAFKA_JVM_OPTS:-} -cp "$LIBS/*" "$@"
 }
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# shellcheck source=pidfile.sh
+. "$here/pidfile.sh"
+running() { runs "$PIDFILE" kafka.Kafka; }
 
 answers() {
   # A metadata request, not just an open port: the broker is ready only when it can serve clients.

@@ -27,7 +27,9 @@ install() {
 }
 
 answers() { redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null | grep -q PONG; }
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# shellcheck source=pidfile.sh
+. "$here/pidfile.sh"
+running() { runs "$PIDFILE" redis-server; }
 
 start() {
   install

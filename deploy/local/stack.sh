@@ -18,9 +18,12 @@ export LOG_FORMAT="${LOG_FORMAT:-json}"
 # demo's "Leave a Reply" form takes comments. Deployments keep the 14-day default.
 export COMMENTS_CLOSE_AFTER_DAYS="${COMMENTS_CLOSE_AFTER_DAYS:-0}"
 
+# shellcheck source=pidfile.sh
+. "$here/pidfile.sh"
+
 die() { echo "stack: $*" >&2; exit 1; }
 pidfile() { echo "$RUN_DIR/services/$1.pid"; }
-alive() { local f; f="$(pidfile "$1")"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+alive() { runs "$(pidfile "$1")" "services.$1"; }
 ready() { curl -fsS -m 2 "http://127.0.0.1:${PORTS[$1]}/readyz" >/dev/null 2>&1; }
 
 infra() {
