@@ -536,8 +536,12 @@ class BatchRunner:
             await asyncio.sleep(LAG_REPORT_SECONDS)
             for subscriber, reported in self._lag_reports:
                 consumer = getattr(subscriber, "consumer", None)
-                if isinstance(consumer, AIOKafkaConsumer):
+                if not isinstance(consumer, AIOKafkaConsumer):
+                    continue
+                try:
                     await report_lag(self.service, consumer, reported)
+                except Exception as exc:  # a consumer closing or rejoining its group: the next round reports
+                    log.debug("lag not reported", error=repr(exc))
 
     async def close(self) -> None:
         if self._dlq_producer is not None:
