@@ -145,9 +145,7 @@ def key_partitioner(key: bytes | None, all_partitions: list[int], available: lis
     return all_partitions[partition_for(key, len(all_partitions))]
 
 
-_static_member_leaves_on_close = False
-
-
+@functools.cache  # installed once
 def static_members_leave_on_close() -> None:
     """Make a static group member (one with `INSTANCE_ID`) leave its group when it shuts down cleanly.
 
@@ -160,9 +158,6 @@ def static_members_leave_on_close() -> None:
     `close()` does: a member that merely overran `max.poll.interval.ms` keeps its place, as aiokafka intends.
     Installed once, by `make_broker`, before any consumer starts.
     """
-    global _static_member_leaves_on_close
-    if _static_member_leaves_on_close:
-        return
     maybe_leave_group = GroupCoordinator._maybe_leave_group
 
     async def leave_on_close(self: GroupCoordinator) -> None:
@@ -174,12 +169,9 @@ def static_members_leave_on_close() -> None:
         await maybe_leave_group(self)
 
     GroupCoordinator._maybe_leave_group = leave_on_close
-    _static_member_leaves_on_close = True
 
 
-_forced_metadata_update_wakes = False
-
-
+@functools.cache  # installed once
 def forced_metadata_updates_wake_the_synchronizer() -> None:
     """Make every forced metadata update wake aiokafka's metadata task, even while an update is under way.
 
@@ -194,9 +186,6 @@ def forced_metadata_updates_wake_the_synchronizer() -> None:
     task on every forced update makes it go round again at once. Installed once, by `make_broker`, before
     any client starts.
     """
-    global _forced_metadata_update_wakes
-    if _forced_metadata_update_wakes:
-        return
     joins_the_update_under_way = AIOKafkaClient.force_metadata_update
 
     def force_metadata_update(self: AIOKafkaClient) -> asyncio.Future[bool]:
@@ -207,7 +196,6 @@ def forced_metadata_updates_wake_the_synchronizer() -> None:
         return update
 
     AIOKafkaClient.force_metadata_update = force_metadata_update
-    _forced_metadata_update_wakes = True
 
 
 def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> KafkaBroker:
