@@ -378,6 +378,44 @@ _NOT_A_TAG: Final = re.compile(
     re.IGNORECASE,
 )
 """A "<" that opens no HTML element ("x<y and y>z", "C++ <vector>"): text, which a parser would take for a tag."""
+_HIDDEN_CONTENT_TAG: Final = re.compile(
+    "<(/?)(" + "|".join(sorted(_HIDDEN_CONTENT_TAGS, key=len, reverse=True)) + r")(?=[\s/>])", re.IGNORECASE
+)
+
+
+def _unclosed_hidden_elements_as_text(text: str) -> str:
+    """Escape the tags of content-hiding elements (`<video>`, `<script>`, `<title>`, …) that nothing closes.
+
+    In a plain-text field such a tag is a mention ("Why <video> still breaks on phones"), and parsed as markup it
+    would hide everything after it: the headline became "Why". A pair (`<script>…</script>`) is markup and still
+    vanishes with its content; an opening tag with no closing tag after it, and a closing tag that closes nothing,
+    are text. One pass over the tags, so linear in the text.
+    """
+    tags = list(_HIDDEN_CONTENT_TAG.finditer(text))
+    if not tags:
+        return text
+    last_closing = {tag.group(2).lower(): tag.start() for tag in tags if tag.group(1)}
+    as_text: list[int] = []
+    inside: str | None = None
+    for tag in tags:
+        closing, name = bool(tag.group(1)), tag.group(2).lower()
+        if inside is not None:
+            if closing and name == inside:
+                inside = None
+        elif not closing and last_closing.get(name, -1) > tag.start():
+            inside = name
+        else:
+            as_text.append(tag.start())
+    if not as_text:
+        return text
+    pieces: list[str] = []
+    cursor = 0
+    for start in as_text:
+        pieces.append(text[cursor:start])
+        pieces.append("&lt;")
+        cursor = start + 1
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def sanitize_text(text: str) -> str:
@@ -385,12 +423,15 @@ def sanitize_text(text: str) -> str:
 
     The result is text, not HTML: templates escape it. Markup inside is parsed (not just deleted by pattern) so
     `<script>` content vanishes while `AT&amp;T` and `a < b` read as written. A "<" that opens no HTML element is
-    kept as text first: parsed, "Why x<y and y>z" lost "y and y" as a tag.
+    kept as text first: parsed, "Why x<y and y>z" lost "y and y" as a tag. So is a content-hiding tag that nothing
+    closes ("Why <video> still breaks on phones").
     """
     if "<" not in text and "&" not in text:
         # Nothing to parse: the common case for headlines, names and tags, kept cheap.
         return _strip_controls(_collapse_whitespace(text))
-    cleaned = sanitize_html(_NOT_A_TAG.sub("&lt;", text) if "<" in text else text)
+    if "<" in text:
+        text = _unclosed_hidden_elements_as_text(_NOT_A_TAG.sub("&lt;", text))
+    cleaned = sanitize_html(text)
     blocks = _text_blocks(cleaned)
     return _strip_controls(_collapse_whitespace(" ".join(blocks)))
 

@@ -232,6 +232,15 @@ def test_base_slug_prefers_the_slugline() -> None:
     assert base_slug(_draft(slugline="???", headline="Port Raises Fees")) == "port-raises-fees"
 
 
+def test_a_headline_that_mentions_a_content_hiding_element_keeps_all_its_words() -> None:
+    """Before, "<title> tags: …" sanitized to an empty headline and the draft was dead-lettered as unpublishable."""
+    article = _build(_draft(headline="<title> tags: what search engines read", slugline=None))
+    assert article.headline == "<title> tags: what search engines read"
+    assert article.slug == "title-tags-what-search-engines-read"
+    caption = _build(_draft(headline="Why <video> still breaks on phones"))
+    assert caption.headline == "Why <video> still breaks on phones"
+
+
 def test_article_path_is_dated_in_utc() -> None:
     late_evening_in_new_york = datetime(2024, 3, 19, 22, 0, tzinfo=timezone(timedelta(hours=-5)))
     assert article_path("World", late_evening_in_new_york, "x") == "/world/2024/03/20/x"

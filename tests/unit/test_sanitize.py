@@ -325,6 +325,23 @@ def test_a_less_than_sign_that_opens_no_element_stays_text(given: str, expected:
     assert sanitize_text(given) == expected
 
 
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("Why <video> still breaks on phones", "Why <video> still breaks on phones"),
+        ("<title> tags: what search engines read", "<title> tags: what search engines read"),
+        ("How to escape </script> in JSON", "How to escape </script> in JSON"),
+        ("What the <SELECT> element hides", "What the <SELECT> element hides"),
+        ("A <script>x</script> and a <video> mention", "A and a <video> mention"),
+        ("Watch <video src=clip.mp4>no player</video> today", "Watch today"),
+        ("Hi <SCRIPT>a<b</script >there", "Hi there"),
+    ],
+)
+def test_a_content_hiding_tag_that_nothing_closes_is_a_mention(given: str, expected: str) -> None:
+    """Parsed as markup, an unclosed `<video>` would hide the rest of the field: the headline became "Why"."""
+    assert sanitize_text(given) == expected
+
+
 def test_sanitize_text_removes_controls_and_bidi_overrides() -> None:
     assert sanitize_text("Head\x00line\x07 \u202eevil\u202c") == "Headline evil"
 
