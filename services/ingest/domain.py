@@ -381,12 +381,27 @@ def _language_of(draft: NinjsDraft) -> str:
     return tag if _LANGUAGE_TAG.fullmatch(tag) else DEFAULT_LANGUAGE
 
 
-def _excerpt_of(draft: NinjsDraft, body_html: str) -> str:
+def _excerpt_of(draft: NinjsDraft, body_html: str, shown_above: tuple[str, ...]) -> str:
     for description in (draft.description_text, draft.description_html):
         text = sanitize_text(description or "")
         if text:
             return text
-    return make_excerpt(plain_text(body_html, skip_figures=True) or plain_text(body_html))
+    return make_excerpt(_after_repeated_labels(plain_text(body_html, skip_figures=True) or plain_text(body_html),
+                                               shown_above))
+
+
+def _after_repeated_labels(text: str, labels: tuple[str, ...]) -> str:
+    """The body's text without the blocks at its top that only repeat a label shown above the excerpt.
+
+    Copy scraped from a web page often starts with the page's kicker ("Russia-Ukraine war") or the headline
+    itself. The page shows both above the body already; in an excerpt (listings, feeds, the meta description, a
+    Check Also link) such a block would be its first words. The body keeps it: only the excerpt skips it, and
+    never the last block.
+    """
+    repeated = {label.casefold() for label in labels if label}
+    while (cut := text.find("\n\n")) != -1 and text[:cut].casefold() in repeated:
+        text = text[cut + 2 :]
+    return text
 
 
 def _missing_content(headline: str, body_html: str, body_text: str) -> tuple[str, str] | None:
@@ -434,6 +449,7 @@ def build_article(
     published = _utc(published)
     modified = max(_utc(draft.versioncreated), published) if draft.versioncreated else published
     words = word_count(body_text)
+    section = section_of(draft)
     return ArticlePublished(
         guid=draft.guid,
         version=event_version(draft),
@@ -441,9 +457,9 @@ def build_article(
         previous_paths=list(previous_paths),
         slug=slug,
         headline=headline,
-        excerpt=_excerpt_of(draft, body_html),
+        excerpt=_excerpt_of(draft, body_html, (section.name, headline)),
         body_html=body_html,
-        section=section_of(draft),
+        section=section,
         tags=tags_of(draft),
         authors=authors_of(draft),
         byline=sanitize_text(draft.byline or "") or None,

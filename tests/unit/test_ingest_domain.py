@@ -116,7 +116,9 @@ def test_seed_excerpt_is_at_most_55_words_on_a_boundary(seed_article: ArticlePub
     assert excerpt.endswith("…")
     words = excerpt[:-1].split()
     assert 45 <= len(words) <= 55
-    body_words = plain_text(seed_article.body_html).split()
+    body_text = plain_text(seed_article.body_html)
+    assert body_text.startswith("Russia-Ukraine war\n\n")  # the section's kicker, which the excerpt skips
+    body_words = body_text.removeprefix("Russia-Ukraine war\n\n").split()
     assert words[:-1] == body_words[: len(words) - 1]
     assert body_words[len(words) - 1].startswith(words[-1])
 
@@ -239,6 +241,27 @@ def test_a_headline_that_mentions_a_content_hiding_element_keeps_all_its_words()
     assert article.slug == "title-tags-what-search-engines-read"
     caption = _build(_draft(headline="Why <video> still breaks on phones"))
     assert caption.headline == "Why <video> still breaks on phones"
+
+
+@pytest.mark.parametrize(
+    "opening",
+    ["<p>World</p>", "<p>WORLD</p><p>Talks resume</p>", "<p>Talks Resume</p>", "<h2>World</h2><p>world</p>"],
+)
+def test_the_excerpt_skips_opening_blocks_that_repeat_the_section_or_the_headline(opening: str) -> None:
+    draft = _draft(
+        headline="Talks resume", service=[{"code": "world", "name": "World"}],
+        body_html=f"{opening}<p>Negotiators returned to the table on Wednesday.</p><p>More.</p>",
+    )
+    article = _build(draft)
+    assert article.excerpt == "Negotiators returned to the table on Wednesday. More."
+    assert article.body_html.startswith(opening.split("</")[0])  # the body keeps them
+
+
+def test_an_excerpt_keeps_a_label_when_it_is_all_the_text_and_a_label_that_is_prose() -> None:
+    only = _build(_draft(headline="World", service=[{"name": "World"}], body_html="<p>World</p>"))
+    assert only.excerpt == "World"
+    prose = _build(_draft(service=[{"name": "World"}], body_html="<p>World leaders met.</p><p>World</p>"))
+    assert prose.excerpt == "World leaders met. World"
 
 
 def test_article_path_is_dated_in_utc() -> None:
