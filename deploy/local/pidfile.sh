@@ -8,7 +8,9 @@ runs() {
   pid="$(cat "$pidfile" 2>/dev/null)" || return 1
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   if [ -d /proc/self ]; then
-    cmd="$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    # The process may have ended (on Ctrl-C of `make run` the services exit while this runs): its /proc entry is
+    # then gone, and the shell, which opens the file before tr runs, is the one that must keep quiet.
+    cmd="$( { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null)" || return 1
   else
     cmd="$(ps -p "$pid" -o args= 2>/dev/null)" || return 1
   fi

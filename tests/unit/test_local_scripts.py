@@ -75,3 +75,18 @@ def test_a_service_the_pid_file_names_is_recognised_and_stopped(tmp_path: Path) 
     finally:
         service.kill()
         service.wait()
+
+
+def test_a_pid_file_whose_process_is_gone_reads_as_stopped_without_a_word_on_stderr(tmp_path: Path) -> None:
+    """A process that exits between the pid file's check and the read of its command line (as at every Ctrl-C of
+    `make run`) left "/proc/…/cmdline: No such file or directory" in the output."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    pid_files(tmp_path, gone.pid)
+    script = f'. "{REPO / "deploy" / "local" / "pidfile.sh"}"; runs "$1" ingest && echo running || echo stopped'
+    result = subprocess.run(
+        ["bash", "-c", script, "runs", str(tmp_path / "services" / "ingest.pid")],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert result.stdout.strip() == "stopped"
+    assert result.stderr == ""
