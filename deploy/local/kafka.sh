@@ -83,8 +83,11 @@ start() {
       "$CONFIG_TEMPLATE" > "$STATE/server.properties"
   if [ ! -f "$STATE/data/meta.properties" ]; then
     local cluster_id
-    cluster_id="$(java_run kafka.tools.StorageTool random-uuid | tail -n 1)"
-    java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" ${KAFKA_FORMAT_ARGS:-} >"$STATE/logs/format.log" 2>&1 \
+    # The storage tool's chatter (SLF4J finds no logger binding on this class path) goes to format.log, shown
+    # only when a step fails.
+    cluster_id="$(java_run kafka.tools.StorageTool random-uuid 2>"$STATE/logs/format.log" | tail -n 1)"
+    [ -n "$cluster_id" ] || { cat "$STATE/logs/format.log" >&2; die "no cluster id from kafka-storage random-uuid"; }
+    java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" ${KAFKA_FORMAT_ARGS:-} >>"$STATE/logs/format.log" 2>&1 \
       || { cat "$STATE/logs/format.log" >&2; die "formatting storage in $STATE/data failed"; }
   fi
   echo "kafka.sh: starting Kafka $KAFKA_VERSION on 127.0.0.1:$PORT (log: $LOGFILE)"
