@@ -246,6 +246,23 @@ async def test_the_article_page_with_picture_check_also_and_a_thread(
     assert not findings, findings.report()
 
 
+async def test_the_check_also_excerpt_reads_as_written(stack: ServiceStack, story: Story, browser: Browser) -> None:
+    """The style sheet added " …" after the lead link's excerpt, which ends with its own "…" when it is cut: seen
+    and read aloud (screen readers read generated content) as "closure… …", and after a whole sentence too."""
+    page = await browser.new_page()
+    try:
+        await page.goto(stack.url("publisher", story.path), wait_until="load")
+        excerpt = page.locator(".check-also-lead p")
+        await expect(excerpt).to_be_visible()
+        generated = await excerpt.evaluate(
+            "p => [getComputedStyle(p, '::before').content, getComputedStyle(p, '::after').content]"
+        )
+        assert generated == ["none", "none"], generated
+        assert not (await excerpt.inner_text()).endswith("… …")
+    finally:
+        await page.close()
+
+
 async def test_the_article_as_its_author_sees_it_right_after_posting(
     stack: ServiceStack, story: Story, browser: Browser
 ) -> None:
