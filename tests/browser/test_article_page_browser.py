@@ -54,6 +54,11 @@ async def test_seed_article_renders_cleanly_on_phone_and_desktop(
             assert await page.locator("html").get_attribute("lang") == "en"
             assert await page.locator("section.author-box h2").first.inner_text() == "About muhammadahmad"
             assert "Leave a Reply" in await page.content()
+            lefts = await page.evaluate(
+                "[...document.querySelectorAll('article.story, #comments, #respond')]"
+                ".map(e => Math.round(e.getBoundingClientRect().left))"
+            )
+            assert len(lefts) == 3 and len(set(lefts)) == 1, f"the comments leave the story's column on {name}: {lefts}"
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"], f"sideways scrolling on {name}: {width}px"
             await page.fill("textarea[name=comment]", "A reader's thoughtful comment.")
