@@ -59,6 +59,13 @@ async def test_seed_article_renders_cleanly_on_phone_and_desktop(
                 ".map(e => Math.round(e.getBoundingClientRect().left))"
             )
             assert len(lefts) == 3 and len(set(lefts)) == 1, f"the comments leave the story's column on {name}: {lefts}"
+            text_lefts = await page.evaluate(
+                """[...document.querySelectorAll('.site-name a, .site-nav a, .site-footer p, .footer-links a')]
+                   .filter(e => e.closest('li') === null || e.closest('li') === e.closest('ul').firstElementChild)
+                   .map(e => { const r = document.createRange(); r.selectNodeContents(e);
+                               return Math.round(r.getBoundingClientRect().left); })"""
+            )
+            assert len(text_lefts) == 4 and len(set(text_lefts)) == 1, f"header or footer text out of line: {text_lefts}"
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"], f"sideways scrolling on {name}: {width}px"
             await page.fill("textarea[name=comment]", "A reader's thoughtful comment.")
