@@ -17,6 +17,8 @@ export LOG_FORMAT="${LOG_FORMAT:-json}"
 # The sample stories date from 2024, past any comment window: on this local stack comments never close, so the
 # demo's "Leave a Reply" form takes comments. Deployments keep the 14-day default.
 export COMMENTS_CLOSE_AFTER_DAYS="${COMMENTS_CLOSE_AFTER_DAYS:-0}"
+# The header links the sample stories' sections, as a newsroom's own list would (empty by default elsewhere).
+export SITE_NAV_SECTIONS="${SITE_NAV_SECTIONS-world=World,russia-ukraine-war=Russia-Ukraine war,business=Business,technology=Technology,sport=Sport,culture=Culture}"
 
 # shellcheck source=pidfile.sh
 . "$here/pidfile.sh"
