@@ -65,7 +65,7 @@ async def test_seed_article_renders_cleanly_on_phone_and_desktop(
                    .map(e => { const r = document.createRange(); r.selectNodeContents(e);
                                return Math.round(r.getBoundingClientRect().left); })"""
             )
-            assert len(text_lefts) == 4 and len(set(text_lefts)) == 1, f"header or footer text out of line: {text_lefts}"
+            assert len(text_lefts) == 4 and len(set(text_lefts)) == 1, f"header or footer out of line: {text_lefts}"
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"], f"sideways scrolling on {name}: {width}px"
             await page.fill("textarea[name=comment]", "A reader's thoughtful comment.")
