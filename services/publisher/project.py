@@ -26,6 +26,7 @@ from services.publisher.comment_edge import form_token
 from services.publisher.config import PublisherSettings
 from services.publisher.render import (
     Summary,
+    author_profile,
     feed_path,
     page_path,
     path_segment,
@@ -425,9 +426,11 @@ class Projector:
         older = None
         if head.count > self.page_size:
             older = page_path(path, self.bucket_of(head.count - self.page_size - 1))
+        kind, _, key = name.partition(":")
         body = render_listing(
             kind=list_kind(name), title=head.title or "Latest", path=path, items=items, page=0,
             newer_url=None, older_url=older, site=self.site,
+            profile=author_profile(key, items) if kind == "author" else None,
         )
         await self._write_list_page(path, name, head.stamp, body, items)
 

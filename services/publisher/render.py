@@ -43,6 +43,7 @@ __all__ = [
     "asset_bytes",
     "asset_path",
     "asset_version",
+    "author_profile",
     "date_line",
     "render_article",
     "render_error",
@@ -536,13 +537,14 @@ def render_listing(
     newer_url: str | None,
     older_url: str | None,
     site: SiteConfig,
+    profile: Author | None = None,
 ) -> bytes:
     """One page of a home, section, author or tag list, newest first as the caller ordered it.
 
     Page 0 is the front of the list (its newest articles, at `path`). Archive pages are numbered from the
     oldest (`path/page/1` holds the first articles ever published there), so an archive page changes only when
     one of its own articles changes: a new story re-renders the front and the newest archive page, not every
-    page of the list.
+    page of the list. `profile`, on an author's front page, is who the author is (role, biography, picture).
     """
     if kind == "home":
         page_title = site.name if page == 0 else f"{site.name} — Archive page {page}"
@@ -567,7 +569,19 @@ def render_listing(
         prev_url=newer_url,
         next_url=older_url,
         feeds=feeds,
+        profile=profile,
     )
+
+
+def author_profile(slug: str, items: Sequence[Summary]) -> Author | None:
+    """The author `slug` as the newest of `items` (newest first) presents them: an author's page shows the role
+    and biography of their latest story, as its author box does. Only the list's own stories decide it, so a
+    rebuild shows the same profile, and an edit of the biography reaches the page with the story's update."""
+    for item in items:
+        for author in item.authors:
+            if author.slug == slug:
+                return author
+    return None
 
 
 def render_error(status: Literal[404, 410, 503], site: SiteConfig) -> bytes:

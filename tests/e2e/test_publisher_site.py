@@ -56,7 +56,10 @@ async def test_update_reaches_every_list_feed_and_sitemap(stack: ServiceStack, p
             return draft["headline"] in (await get(stack, listing)).text
         await eventually(shows_v1)
 
-    updated = {**draft, "version": 2, "headline": f"Harbour strike ends after pay deal {draft['guid'][-6:]}"}
+    assert "Writes about ports." in (await get(stack, f"/author/{author_slug}")).text  # the author's profile
+
+    updated = {**draft, "version": 2, "headline": f"Harbour strike ends after pay deal {draft['guid'][-6:]}",
+               "authors": [{"name": author, "biography": "Covers the harbour and its unions."}]}
     await post(producer, stack, updated)
     await wait_for_version(stack, draft["guid"], 2)
     for listing in lists:
@@ -64,6 +67,8 @@ async def test_update_reaches_every_list_feed_and_sitemap(stack: ServiceStack, p
             text = (await get(stack, listing)).text
             return updated["headline"] in text and draft["headline"] not in text
         await eventually(shows_v2)
+    author_page = (await get(stack, f"/author/{author_slug}")).text
+    assert "Covers the harbour and its unions." in author_page and "Writes about ports." not in author_page
 
     async def in_sitemap() -> bool:
         index = (await get(stack, "/sitemap.xml")).text

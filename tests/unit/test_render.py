@@ -22,6 +22,7 @@ from services.publisher.render import (
     Summary,
     asset_bytes,
     asset_path,
+    author_profile,
     date_line,
     render_article,
     render_error,
@@ -788,6 +789,37 @@ def test_home_first_page_has_only_next_and_the_site_feed() -> None:
     assert document.find("link", rel="next").attrs["href"] == "/page/2"
     assert [link.attrs["href"] for link in document.find_all("link", rel="alternate")] == ["/feed.xml"]
     assert document.find("html").attrs["lang"] == "en"
+
+
+def test_an_authors_front_page_presents_them_as_their_latest_story_does() -> None:
+    older, newer = (
+        Summary.of(make_article(guid=f"urn:story:{n}", authors=[
+            Author(name="Dana Roe", slug="dana-roe", role=role, biography=bio, avatar_url=avatar),
+            Author(name="Sam Poe", slug="sam-poe", biography="Sam edits."),
+        ]))
+        for n, role, bio, avatar in (
+            (1, "trainee", "Dana joined in 2023.", None),
+            (2, "Moscow correspondent", "Dana covers Russia <and> Ukraine.", "https://cdn.news.example/dana.jpg"),
+        )
+    )
+    profile = author_profile("dana-roe", [newer, older])
+    assert profile is not None and profile.role == "Moscow correspondent"
+    assert author_profile("nobody", [newer, older]) is None
+
+    page = render_listing(kind="author", title="Dana Roe", path="/author/dana-roe", items=[newer, older], page=0,
+                          newer_url=None, older_url=None, site=SITE, profile=profile)
+    about = parse(page).root.find("section", class_="author-profile")
+    assert about.attrs["aria-label"] == "About Dana Roe"
+    assert about.find("p", class_="author-role").text() == "Moscow correspondent"
+    assert about.find("p", class_="author-biography").text() == "Dana covers Russia <and> Ukraine."
+    assert b"Russia &lt;and&gt; Ukraine" in page
+    assert about.find("img", class_="avatar").attrs["src"] == "https://cdn.news.example/dana.jpg"
+    assert "Dana joined" not in page.decode()
+
+    bare = render_listing(kind="author", title="Sam Poe", path="/author/sam-poe", items=[newer], page=0,
+                          newer_url=None, older_url=None, site=SITE,
+                          profile=Author(name="Sam Poe", slug="sam-poe"))
+    assert b"author-profile" not in bare  # nothing to say: no empty box
 
 
 def test_empty_listing_has_no_pagination() -> None:
