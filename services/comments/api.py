@@ -17,7 +17,7 @@ hashes.
 | POST | `/moderation/premoderation` | `{"article" or "section", "on": true\\|false, "reason", "moderator"}` | 200 |
 | GET | `/moderation/articles/{guid}` | | the article as moderation sees it |
 
-ACTION is approve, reject, spam or restore.
+ACTION is approve, reject, spam or restore. A comment is shown with its article's headline and public URL.
 
 An action that names the revision it was decided on (`expected_revision`) is refused with 409 when the comment
 changed since (another moderator or the readers decided first), here and, if the change is still on its way, by the
@@ -103,6 +103,7 @@ class ModerationApi:
         broker: KafkaBroker,
         submissions_topic: str,
         token: str,
+        site_base_url: str = "",
     ) -> None:
         self.store = store
         self.articles = articles
@@ -110,6 +111,7 @@ class ModerationApi:
         self.broker = broker
         self.submissions_topic = submissions_topic
         self.token = token
+        self.site_base_url = site_base_url.rstrip("/")
 
     def install(self, router: Router) -> None:
         router.add(["GET"], "/moderation/comments", self.guarded(self.list_comments))
@@ -156,17 +158,29 @@ class ModerationApi:
             ids = await self.store.queue(status, limit, before)
             records = [r for r in await self.store.records(ids) if r is not None and r.status == status]
             total = await self.store.queue_size(status)
-        counts = await self.store.near_counts(r.near_key for r in records)
         # The whole queue's size, so a page of it can say how much more there is.
         headers = [(b"x-total-count", str(total).encode())]
-        return json_response([r.public(counts.get(r.near_key)) for r in records], headers=headers)
+        return json_response(await self._shown(records), headers=headers)
 
     async def one_comment(self, request: Request) -> Response:
         record = await self.store.record(request.params["id"])
         if record is None:
             return problem(404, "no such comment")
-        counts = await self.store.near_counts([record.near_key])
-        return json_response(record.public(counts.get(record.near_key)))
+        return json_response((await self._shown([record]))[0])
+
+    async def _shown(self, records: Sequence[CommentRecord]) -> list[dict[str, Any]]:
+        """Records as the API shows them, each with its near-identical count and the article it is about (headline
+        and public URL, or null while moderation has not seen the story published): a moderator reads a comment
+        against its story."""
+        counts = await self.store.near_counts(r.near_key for r in records)
+        headlines = await self.articles.headlines(r.article_guid for r in records)
+        shown = []
+        for record in records:
+            view = record.public(counts.get(record.near_key))
+            known = headlines.get(record.article_guid)
+            view["article"] = None if known is None else {"headline": known[0], "url": self.site_base_url + known[1]}
+            shown.append(view)
+        return shown
 
     async def article(self, request: Request) -> Response:
         guid = request.params["guid"]
@@ -183,6 +197,8 @@ class ModerationApi:
                 "premoderated": state.premoderated,
                 "surge_premoderated": state.surge,
                 "section_premoderated": state.section in sections,
+                "headline": state.headline or None,
+                "url": self.site_base_url + state.url_path if state.url_path else None,
             }
         )
 

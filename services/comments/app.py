@@ -57,7 +57,8 @@ def create_app(settings: CommentsSettings | None = None) -> ServiceApp:
     )
 
     ModerationApi(
-        store, articles, pipeline.hasher, runtime.broker, submissions, settings.moderation_token.get_secret_value()
+        store, articles, pipeline.hasher, runtime.broker, submissions, settings.moderation_token.get_secret_value(),
+        site_base_url=settings.site_base_url,
     ).install(runtime.router)
     ModerationUi().install(runtime.router)
 

@@ -1,4 +1,5 @@
-"""What moderation needs to know about articles: known, killed, withheld, when published, which section.
+"""What moderation needs to know about articles: known, killed, withheld, when published, which section, and
+the headline and URL a moderator reads a comment against.
 
 Kept in Redis from the articles topic (fenced by version), so every comments replica sees the same state and
 a flushed Redis is rebuilt by replaying the topic. The same hash carries two pre-moderation flags, which the
@@ -8,7 +9,7 @@ so a surge ending never lifts the pre-moderation a moderator asked for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,7 @@ from shared.redis import hgetall, tagged
 ARTICLE_EVENT: TypeAdapter[ArticlePublished | ArticleWithdrawn | ArticleKilled] = TypeAdapter(ArticleEvent)
 
 SAVE_ARTICLE = """
--- KEYS: article   ARGV: version, status, published_at, section
+-- KEYS: article   ARGV: version, status, published_at, section, headline, url_path
 local rank = {withheld = 0, embargoed = 0, published = 1, killed = 2}
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'killed' then return 0 end
@@ -33,7 +34,9 @@ local version = tonumber(ARGV[1])
 if version < current then return 0 end
 if version == current and rank[ARGV[2]] <= (rank[status] or -1) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'status', ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'published_at', ARGV[3], 'section', ARGV[4]) end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'published_at', ARGV[3], 'section', ARGV[4], 'headline', ARGV[5], 'url_path', ARGV[6])
+end
 return 1
 """
 
@@ -48,6 +51,9 @@ class ArticleState:
     """Set by a moderator."""
     surge: bool = False
     """Set by surge protection while the article's comments surge."""
+    headline: str = ""
+    url_path: str = ""
+    """As last published ("" for a state stored before they were kept, until the story's next event)."""
 
     @classmethod
     def from_hash(cls, guid: str, raw: Mapping[bytes, bytes]) -> ArticleState | None:
@@ -63,6 +69,8 @@ class ArticleState:
             section=raw.get(b"section", b"").decode(),
             premoderated=raw.get(b"premoderated") == b"1",
             surge=raw.get(b"surge") == b"1",
+            headline=raw.get(b"headline", b"").decode(),
+            url_path=raw.get(b"url_path", b"").decode(),
         )
 
 
@@ -80,6 +88,21 @@ class ArticleStates:
     async def get(self, guid: str) -> ArticleState | None:
         return ArticleState.from_hash(guid, await hgetall(self.redis, self.key(guid)))
 
+    async def headlines(self, guids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """(headline, url path) of each article that has them, in one round trip."""
+        wanted = sorted(set(guids))
+        if not wanted:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for guid in wanted:
+                pipe.hmget(self.key(guid), "headline", "url_path")
+            replies = await pipe.execute()
+        return {
+            guid: (headline.decode(), path.decode())
+            for guid, (headline, path) in zip(wanted, replies, strict=True)
+            if headline and path
+        }
+
     async def on_record(self, record: ConsumerRecord[Any, Any], _: Outbox) -> str:
         return "processed" if await self.apply(record) else "stale"
 
@@ -88,11 +111,12 @@ class ArticleStates:
         event = parse_event(ARTICLE_EVENT, record)
         args: list[str | int]
         if isinstance(event, ArticlePublished):
-            args = [event.version, "published", event.date_published.isoformat(), event.section.code]
+            args = [event.version, "published", event.date_published.isoformat(), event.section.code,
+                    event.headline, event.url_path]
         elif isinstance(event, ArticleKilled):
-            args = [event.version, "killed", "", ""]
+            args = [event.version, "killed", "", "", "", ""]
         else:
-            args = [event.version, event.reason, "", ""]
+            args = [event.version, event.reason, "", "", "", ""]
         saved = await self._save(keys=[self.key(event.guid)], args=args)
         for callback in self.on_change:
             callback(event.guid)

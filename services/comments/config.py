@@ -15,6 +15,9 @@ class CommentsSettings(ServiceSettings):
     http_host: str = "127.0.0.1"
     comments_http_port: int = 8082
     moderation_token: SecretStr = SecretStr("change-me-moderation-token")
+    site_base_url: str = Field(
+        default="http://127.0.0.1:8080", description="the public site, as the publisher's: links to the stories"
+    )
     comments_close_after_days: int = Field(default=14, ge=0, description="0 = never (as the publisher reads it)")
     comments_spam_threshold: float = Field(
         default=0.55, ge=0.0, le=1.0, description="spam-model score at or above which a comment is held as spam"

@@ -344,6 +344,11 @@ async def test_the_history_toggle_shows_who_decided_and_why(
         page = ui.page
         item = ui.item(comment_id)
         await item.wait_for(timeout=10_000)
+        story = item.locator("a.article-link")  # the comment is read against its story
+        assert await story.inner_text() == f"Dockers strike over night-shift pay {guid[-6:]}"
+        href = await story.get_attribute("href") or ""
+        assert re.fullmatch(r"https?://[^/]+/business/\d{4}/\d{2}/\d{2}/[a-z0-9-]+", href), href
+        assert await story.get_attribute("rel") == "noopener noreferrer"
         await page.fill("#reason", "checked the source")
         await item.click()
         await page.keyboard.press("a")

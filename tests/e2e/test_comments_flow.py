@@ -261,6 +261,9 @@ async def test_held_approved_trusted_and_a_threaded_reply(
     assert held["body"] == "The night shift deserves fair pay.\n\nThanks for covering this."
     assert held["body_html"] == "<p>The night shift deserves fair pay.</p><p>Thanks for covering this.</p>"
     assert held["near_key"].startswith("nd2:")
+    # read against its story: the headline and the public URL, as a link in the moderation UI
+    assert held["article"]["headline"] == f"Dockers strike over night-shift pay {guid[-6:]}"
+    assert held["article"]["url"].startswith("http") and held["article"]["url"].endswith(path)
     assert "No comments yet" in await page(stack, path)
 
     approved = await mod.post(f"/moderation/comments/{held['id']}/approve", {"moderator": "Maria", "reason": "fine"})
@@ -698,7 +701,8 @@ async def test_premoderation_switches_are_audited_and_need_a_known_article(
         "/moderation/premoderation", {"article": guid, "on": True, "moderator": "Ann", "reason": "election night"}
     )
     assert switched.status_code == 200
-    assert (await mod.get(f"/moderation/articles/{guid}"))["premoderated"] is True
+    seen = await mod.get(f"/moderation/articles/{guid}")
+    assert seen["premoderated"] is True and seen["url"].endswith(path) and seen["headline"].startswith("Dockers")
     records = await topic_records(stack, "broadsheet.comments.submitted")
     [switch] = [
         json.loads(r.value) for r in records

@@ -266,7 +266,17 @@
         head.appendChild(text("span", "meta", comment.author_url));
       }
       head.appendChild(text("span", "meta", when(comment.submitted_at)));
-      head.appendChild(text("span", "meta", "article " + comment.article_guid));
+      if (comment.article && /^https?:\/\//.test(comment.article.url)) {
+        // The story the comment answers, to read it against (opens beside the queue).
+        var story = text("a", "meta article-link", comment.article.headline);
+        story.href = comment.article.url;
+        story.target = "_blank";
+        story.rel = "noopener noreferrer";
+        story.title = "article " + comment.article_guid;
+        head.appendChild(story);
+      } else {
+        head.appendChild(text("span", "meta", "article " + comment.article_guid));
+      }
       if (comment.parent_id) {
         head.appendChild(text("span", "meta", "reply to " + comment.parent_id));
       }
