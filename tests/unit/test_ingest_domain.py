@@ -239,8 +239,8 @@ def test_a_headline_that_mentions_a_content_hiding_element_keeps_all_its_words()
     article = _build(_draft(headline="<title> tags: what search engines read", slugline=None))
     assert article.headline == "<title> tags: what search engines read"
     assert article.slug == "title-tags-what-search-engines-read"
-    caption = _build(_draft(headline="Why <video> still breaks on phones"))
-    assert caption.headline == "Why <video> still breaks on phones"
+    mention = _build(_draft(headline="Why <video> still breaks on phones"))
+    assert mention.headline == "Why <video> still breaks on phones"
 
 
 @pytest.mark.parametrize(
