@@ -17,7 +17,8 @@ hashes.
 | POST | `/moderation/premoderation` | `{"article" or "section", "on": true\\|false, "reason", "moderator"}` | 200 |
 | GET | `/moderation/articles/{guid}` | | the article as moderation sees it |
 
-ACTION is approve, reject, spam or restore. A comment is shown with its article's headline and public URL.
+ACTION is approve, reject, spam or restore. A comment is shown with its article's headline and public URL, and a
+reply with the author and the first words of the comment it answers.
 
 An action that names the revision it was decided on (`expected_revision`) is refused with 409 when the comment
 changed since (another moderator or the readers decided first), here and, if the change is still on its way, by the
@@ -50,6 +51,18 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 WORK_STATUSES = ("pending", "spam", "reported")
 Route = Callable[[Request], Awaitable[Response]]
+
+
+PARENT_EXCERPT_CHARS = 140
+
+
+def comment_excerpt(body: str) -> str:
+    """The start of a comment on one line, cut between words: enough to tell which comment a reply answers."""
+    text = " ".join(body.split())
+    if len(text) <= PARENT_EXCERPT_CHARS:
+        return text
+    cut = text[:PARENT_EXCERPT_CHARS].rsplit(" ", 1)[0] or text[:PARENT_EXCERPT_CHARS]
+    return f"{cut}…"
 
 
 def bearer_ok(request: Request, token: str) -> bool:
@@ -169,16 +182,22 @@ class ModerationApi:
         return json_response((await self._shown([record]))[0])
 
     async def _shown(self, records: Sequence[CommentRecord]) -> list[dict[str, Any]]:
-        """Records as the API shows them, each with its near-identical count and the article it is about (headline
-        and public URL, or null while moderation has not seen the story published): a moderator reads a comment
-        against its story."""
+        """Records as the API shows them, each with its near-identical count, the article it is about (headline
+        and public URL, or null while moderation has not seen the story published) and, for a reply, who and what
+        it answers: a moderator reads a comment against its story and its thread."""
         counts = await self.store.near_counts(r.near_key for r in records)
         headlines = await self.articles.headlines(r.article_guid for r in records)
+        parent_ids = sorted({r.parent_id for r in records if r.parent_id})
+        parents = dict(zip(parent_ids, await self.store.records(parent_ids), strict=True))
         shown = []
         for record in records:
             view = record.public(counts.get(record.near_key))
             known = headlines.get(record.article_guid)
             view["article"] = None if known is None else {"headline": known[0], "url": self.site_base_url + known[1]}
+            parent = parents.get(record.parent_id or "")
+            view["parent"] = (
+                None if parent is None else {"author": parent.author, "excerpt": comment_excerpt(parent.body)}
+            )
             shown.append(view)
         return shown
 

@@ -295,6 +295,11 @@ async def test_held_approved_trusted_and_a_threaded_reply(
     assert reply.status_code == 303
     pending_reply = await mod.comment_on(guid, "pending")
     assert pending_reply[0]["parent_id"] == held["id"] and pending_reply[0]["depth"] == 1
+    # the moderator sees what it answers
+    assert pending_reply[0]["parent"] == {
+        "author": "Alice Example", "excerpt": "The night shift deserves fair pay. Thanks for covering this."
+    }
+    assert held["parent"] is None
     assert (await mod.post(f"/moderation/comments/{pending_reply[0]['id']}/approve")).status_code == 202
     shown = await page_until(stack, path, lambda html: f'id="comment-{pending_reply[0]["id"]}"' in html)
     assert f'id="comment-{pending_reply[0]["id"]}"' in thread_of(shown, held["id"])
