@@ -61,8 +61,7 @@ def comment_excerpt(body: str) -> str:
     text = " ".join(body.split())
     if len(text) <= PARENT_EXCERPT_CHARS:
         return text
-    cut = text[:PARENT_EXCERPT_CHARS].rsplit(" ", 1)[0] or text[:PARENT_EXCERPT_CHARS]
-    return f"{cut}…"
+    return text[:PARENT_EXCERPT_CHARS].rsplit(" ", 1)[0] + "…"  # text without spaces: cut at the limit
 
 
 def bearer_ok(request: Request, token: str) -> bool:

@@ -278,11 +278,10 @@
         head.appendChild(text("span", "meta", "article " + comment.article_guid));
       }
       if (comment.parent_id) {
-        head.appendChild(
-          comment.parent
-            ? text("span", "meta in-reply-to", "reply to " + comment.parent.author + ": \u201c" + comment.parent.excerpt + "\u201d")
-            : text("span", "meta", "reply to " + comment.parent_id)
-        );
+        var answered = comment.parent
+          ? comment.parent.author + ": \u201c" + comment.parent.excerpt + "\u201d"
+          : comment.parent_id;
+        head.appendChild(text("span", "meta", "reply to " + answered));
       }
       if (comment.spam_score !== null && comment.spam_score !== undefined) {
         head.appendChild(text("span", "meta", "spam score " + Number(comment.spam_score).toFixed(2)));
