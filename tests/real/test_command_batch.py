@@ -75,6 +75,25 @@ async def test_replies_match_a_redis_py_pipeline(client: aioredis.Redis, ns: str
     assert await CommandBatch().execute(client) == []
 
 
+async def test_a_batch_whose_replies_arrive_in_many_reads_gets_each_in_order(client: aioredis.Redis, ns: str) -> None:
+    """4 MB of replies come in many socket reads: the replies buffered are taken in one pass, the rest waited for,
+    and an error reply among them keeps its place."""
+    values = {f"{ns}:v{n}": f"{n:06d}".encode() * 350 for n in range(2_000)}
+    await client.mset(values)  # type: ignore[arg-type]
+    batch = CommandBatch()
+    for key in values:
+        batch.command("GET", key)
+    batch.command("HGET", next(iter(values)), "field")  # WRONGTYPE
+    batch.command("GET", f"{ns}:missing")
+    with pytest.raises(ResponseError, match=r"command #2001 \(HGET"):
+        await batch.execute(client)
+    read_again = CommandBatch()
+    for key in values:
+        read_again.command("GET", key)
+    assert await read_again.execute(client) == list(values.values())
+    await client.delete(*values)
+
+
 async def test_a_script_the_server_forgot_is_loaded_and_its_calls_run(client: aioredis.Redis, ns: str) -> None:
     script = fresh_script(client, "redis.call('RPUSH', KEYS[1], ARGV[1]) return redis.call('LLEN', KEYS[1])")
     batch = CommandBatch()

@@ -53,3 +53,10 @@ def test_arguments_redis_py_refuses_are_refused_alike(bad: object) -> None:
         stock().pack_command("SET", "k", bad)  # type: ignore[arg-type]
     with pytest.raises(DataError):
         HiredisConnection().pack_command("SET", "k", bad)  # type: ignore[arg-type]
+
+
+@given(st.lists(st.lists(ARGUMENT, max_size=5), max_size=20))
+def test_a_pipeline_packs_to_the_bytes_redis_py_writes(commands: list[list[object]]) -> None:
+    pipeline = [("HSET", *args) for args in commands] + [("SET", "k", b"\x00\r\n" * 10_000)]
+    ours = b"".join(HiredisConnection().pack_commands(pipeline))  # type: ignore[arg-type]
+    assert ours == b"".join(stock().pack_commands(pipeline))  # type: ignore[arg-type]
