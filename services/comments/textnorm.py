@@ -20,9 +20,9 @@ import re
 import sys
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec, TypeVar, cast
+from typing import TypeVar
 
 # Letters from Cyrillic, Greek and a few other blocks that render like a Latin letter. Only lower case is
 # needed: folding runs after casefold(). Accented forms are not listed because accents are stripped first.
@@ -54,11 +54,13 @@ WORD_RE = re.compile(r"[^\W_]+")
 """A word without leetspeak: a run of letters and digits (what `tokens(..., leetspeak=False)` finds)."""
 _LEET_WORD_RE = re.compile(r"(?:[^\W_]|[@$])+")
 _LEET_CHARS = frozenset(_LEET)
+_LEET_DIGIT_RUN = re.compile(r"\b\w*[" + "".join(ch for ch in _LEET if ch.isdigit()) + r"]\w*")
+"""Runs of word characters holding a digit that leetspeak reads as a letter. Anchored at a word's start, so each
+run is scanned from one place only (linear in the text)."""
 
 # Unicode categories dropped before matching: combining marks (accents, "zalgo" stacks) and format
 # characters (zero-width space and joiner, soft hyphen, bidi controls, byte-order mark).
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
-P = ParamSpec("P")
 R = TypeVar("R")
 TEXT_CACHE_SIZE = 2048
 MAX_CACHED_CHARS = 1000
@@ -70,13 +72,12 @@ again. Longer texts, rare in comments, are worked out each time: tokens of long 
 heavy (2,048 texts of 5,000 characters in two-letter words took 268 MB); bounded this way, 55 MB at worst."""
 
 
-def _remembered(function: Callable[Concatenate[str, P], R]) -> Callable[Concatenate[str, P], R]:
+def _remembered(function: Callable[[str], R]) -> Callable[[str], R]:
+    """The text alone is the cache's key (a comment asks a dozen times, so the wrapper stays this small)."""
     cached = functools.lru_cache(maxsize=TEXT_CACHE_SIZE)(function)
 
-    def call(text: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        if len(text) <= MAX_CACHED_CHARS:
-            return cached(text, *args, **cast(dict[str, Hashable], kwargs))
-        return function(text, *args, **kwargs)
+    def call(text: str, /) -> R:
+        return cached(text) if len(text) <= MAX_CACHED_CHARS else function(text)
 
     call.__doc__ = function.__doc__
     return call
@@ -182,11 +183,22 @@ def tokens(text: str, *, leetspeak: bool = True) -> list[str]:
     return list(_token_tuple(text, leetspeak))
 
 
-@_remembered
 def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
     """`tokens`, cached: the banned and the suspect list read the same comment, body and name."""
+    return _leet_tokens(text) if leetspeak else _plain_tokens(text)
+
+
+@_remembered
+def _plain_tokens(text: str) -> tuple[str, ...]:
+    return tuple(WORD_RE.findall(fold(text)))
+
+
+@_remembered
+def _leet_tokens(text: str) -> tuple[str, ...]:
     folded = fold(text)
-    if not leetspeak:
+    if "@" not in folded and "$" not in folded and all(map(str.isdigit, _LEET_DIGIT_RUN.findall(folded))):
+        # No "@" or "$", and no word that mixes a leet digit with anything else ("2024" and "#3" stay numbers):
+        # nothing is read as a letter, and the words are the plain ones.
         return tuple(WORD_RE.findall(folded))
     words: list[str] = []
     for raw in _LEET_WORD_RE.findall(folded):

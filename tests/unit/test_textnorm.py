@@ -6,13 +6,15 @@ import itertools
 import unicodedata
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from services.comments.textnorm import (
+    _LEET_WORD_RE,
     STREAM_SAFE_RUN,
     PhraseMatcher,
     _fold_table,
+    _read_leet,
     _stream_safe,
     canonical_text,
     fold,
@@ -50,6 +52,24 @@ def test_leetspeak_is_read_only_inside_words() -> None:
     assert tokens("a55 h3ll0 $hit a$$") == ["ass", "hello", "shit", "ass"]
     assert tokens("in 2024 call 555 1234") == ["in", "2024", "call", "555", "1234"]
     assert tokens("@john") == ["john"]
+
+
+def _leet_tokens_by_definition(text: str) -> list[str]:
+    """Every run of letters, digits, "@" and "$" read one at a time (what a text without any such run skips)."""
+    words: list[str] = []
+    for raw in _LEET_WORD_RE.findall(fold(text)):
+        words.extend([raw] if raw.isalpha() else _read_leet(raw))
+    return words
+
+
+LEET_PIECES = st.sampled_from([*"aZ 0123456789@$_#.", "½", "²", "١٢", "é", "\u200b", "ǅ", "ﬁ"])
+
+
+@given(st.lists(LEET_PIECES, max_size=30).map("".join))
+@example("great song #3")
+@example("in 2024 a55 h2o x_9 ½1")
+def test_tokens_with_leetspeak_are_each_run_read_alone(text: str) -> None:
+    assert tokens(text) == _leet_tokens_by_definition(text)
 
 
 def test_leetspeak_can_be_switched_off() -> None:
