@@ -150,6 +150,8 @@ class AuthorFacts:
     """What Redis says about a submission's author and IP (read before the batch runs)."""
 
     body_member: str = ""
+    email_hash: str = ""
+    ip_hash: str | None = None
     approved: bool = False
     last_at: float | None = None
     duplicate: bool = False
@@ -327,9 +329,12 @@ class CommentPipeline:
             result.articles[guid] = StoredArticle.from_hash(guid, next(replies))
         result.sections_premoderated = {k.decode() for k, v in next(replies).items() if v == b"1"}
         facts: list[AuthorFacts] = []
-        for event, member in zip(submissions, members, strict=True):
+        for event, member, email_hash, ip_hash in zip(submissions, members, email_hashes, ip_hashes, strict=True):
             approved, duplicate = next(replies)
-            fact = AuthorFacts(body_member=member, approved=approved == b"1", duplicate=duplicate is not None)
+            fact = AuthorFacts(
+                body_member=member, email_hash=email_hash, ip_hash=ip_hash, approved=approved == b"1",
+                duplicate=duplicate is not None,
+            )
             result.facts[event.id] = fact
             facts.append(fact)
         if submissions:
@@ -416,9 +421,7 @@ class CommentPipeline:
                 batch.prefetched.sections_premoderated = prefetched.sections_premoderated
             if event.parent_id:
                 batch.prefetched.records.setdefault(event.parent_id, prefetched.records[event.parent_id])
-        email_hash = self.hasher.email(event.email)
-        ip_hash = self.hasher.ip(event.ip) if event.ip else None
-        body_member = facts.body_member
+        email_hash, ip_hash, body_member = facts.email_hash, facts.ip_hash, facts.body_member
         parent = await self.record(batch, event.parent_id) if event.parent_id else None
         ctx = self._context(event, now, await self.article(batch, event.article_guid), batch, facts,
                             email_hash, ip_hash, body_member, parent)

@@ -456,15 +456,21 @@ class SurgeDetector:
         window_start = seconds - limits.window.total_seconds()
         minute_start = seconds - 60.0
         bucket_seconds = limits.bucket.total_seconds()
-        for start in [s for s in state.buckets if s + bucket_seconds <= window_start]:
+        # One pass over the buckets (a comment re-evaluates its article): drop the expired, count the rest.
+        expired: list[int] = []
+        last_minute = total = held = 0
+        for start, (bucket_total, bucket_held) in state.buckets.items():
+            if start + bucket_seconds <= window_start:
+                expired.append(start)
+            elif start <= seconds:
+                total += bucket_total
+                held += bucket_held
+                if start + bucket_seconds > minute_start:
+                    last_minute += bucket_total
+        for start in expired:
             del state.buckets[start]
-        in_window = [(start, counts) for start, counts in state.buckets.items() if start <= seconds]
-        last_minute = sum(total for start, (total, _) in in_window if start + bucket_seconds > minute_start)
-        total = sum(total for _, (total, _) in in_window)
-        held = sum(held for _, (_, held) in in_window)
         share = held / total if total else 0.0
         judged = total >= limits.min_comments
-        moment = datetime.fromtimestamp(seconds, UTC)
 
         if not state.on:
             reason: Literal["rate", "held_share"] | None = None
@@ -476,7 +482,7 @@ class SurgeDetector:
                 return None
             state.on = True
             state.calm_since = None
-            return SurgeChange(article_guid, "on", moment, reason, last_minute, share)
+            return SurgeChange(article_guid, "on", datetime.fromtimestamp(seconds, UTC), reason, last_minute, share)
 
         calm = last_minute <= limits.rate_off_per_minute and (not judged or share <= limits.held_share_off)
         if not calm:
@@ -488,7 +494,7 @@ class SurgeDetector:
             return None
         state.on = False
         state.calm_since = None
-        return SurgeChange(article_guid, "off", moment, "calm", last_minute, share)
+        return SurgeChange(article_guid, "off", datetime.fromtimestamp(seconds, UTC), "calm", last_minute, share)
 
     def to_dict(self) -> dict[str, Any]:
         return {"articles": {guid: state.to_dict() for guid, state in sorted(self._articles.items())}}

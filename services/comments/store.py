@@ -102,10 +102,11 @@ class CommentRecord:
     actions: list[str] = field(default_factory=list)
     reports: int = 0
 
-    def to_json(self) -> str:
+    def to_json(self) -> bytes:
+        """UTF-8 JSON, as Redis stores it (the same compact JSON as `json.dumps`, written in Rust)."""
         data = dict(self.__dict__)
         data["history"] = [entry.__dict__ for entry in self.history]
-        return pydantic_core.to_json(data).decode()  # the same compact JSON as json.dumps, in Rust
+        return pydantic_core.to_json(data)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> CommentRecord:
