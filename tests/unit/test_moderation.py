@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,15 @@ from services.comments.moderation import (
     reply_allowed,
     surge_signal,
 )
-from services.comments.spam import _BARE_DOMAIN_RE, _shouting, shipped_model
+from services.comments.spam import (
+    _BARE_DOMAIN_RE,
+    _CUE_FEATURE,
+    SpamModel,
+    _shouting,
+    plain_text,
+    shipped_model,
+    spam_features,
+)
 from services.comments.textnorm import tokens
 from shared.contracts.comments import CommentSubmitted
 
@@ -288,6 +297,40 @@ def test_shipped_model_loads_flags_spam_and_passes_an_ordinary_comment() -> None
     assert not model.is_spam(ORDINARY)
     assert not model.is_spam("Great article, thanks!")
     assert 0.0 <= model.score("") <= 1.0
+
+
+SPAM_PIECES = st.sampled_from([
+    "check", "out", "my", "channel", "give", "it", "a", "like", "thumbs", "up", "if", "work", "from", "home",
+    "pay pal", "Sub", "ME", "free!!!", "$5", "http://x.example/y", "www.", "x . com", "é", "\n", "word", "&amp;",
+])  # fmt: skip
+
+
+def _decision_value_by_definition(model: SpamModel, text: str) -> float:
+    features = spam_features(text)
+    norm = sum(model.squared_idf.get(name, 0.0) for name in features)
+    if norm == 0.0:
+        return model.bias
+    return model.bias + sum(model.scaled_weights.get(name, 0.0) for name in features) / math.sqrt(norm)
+
+
+@given(st.lists(SPAM_PIECES, max_size=30).map(" ".join))
+@example("Check out my channel http://bit.ly/xyz subscribe!!! give it a like")
+@example("")
+def test_the_spam_model_weighs_exactly_the_features_spam_features_names(text: str) -> None:
+    model = shipped_model()
+    assert model.decision_value(text) == pytest.approx(_decision_value_by_definition(model, text), rel=1e-12, abs=1e-12)
+
+
+@given(st.lists(SPAM_PIECES, max_size=30).map(" ".join))
+@example("please give it a like and give it a try")
+@example("give &amp; it a")
+def test_a_cue_is_found_wherever_its_words_follow_each_other(text: str) -> None:
+    words = tokens(plain_text(text), leetspeak=False)  # the model reads the text as a reader sees it
+    found = set(spam_features(text))
+    for phrase, feature in _CUE_FEATURE.items():
+        cue = tokens(phrase, leetspeak=False)
+        present = any(words[start : start + len(cue)] == cue for start in range(len(words)))
+        assert (feature in found) == present, phrase
 
 
 def _shouting_by_definition(text: str) -> bool:
