@@ -259,6 +259,11 @@ async def publish_from_edge(
         await broker.publish(value, topic=topic, key=key, headers=dict(headers))
 
 
+FETCH_MAX_WAIT_MS = 100
+"""How long the broker may hold a consumer's fetch that finds no new records (see `consumer_options`); an idle
+consumer asks ten times a second."""
+
+
 def consumer_options(
     settings: ServiceSettings, service: str, *, member: str = "main", max_records: int = 500
 ) -> dict[str, Any]:
@@ -287,6 +292,12 @@ def consumer_options(
         # instead of 2.9 s before the first approved comment reached its page).
         "heartbeat_interval_ms": 1_000,
         "max_poll_interval_ms": 300_000,
+        # aiokafka fetches a partition again only once its buffered records are all handed out, and sends nothing to
+        # a broker while a fetch to it is in flight. While a busy partition's records are being worked through, the
+        # idle partitions are fetched without it, and the broker holds that fetch until data comes or this much time
+        # passes: the busy partition, drained, then waited out the rest of it. At the default 500 ms, a comment
+        # wave stood still for up to half a second every few thousand comments (a tenth of the wave's time).
+        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
     }
     if settings.instance_id:
         options["group_instance_id"] = f"{group_id(settings, service)}-{settings.instance_id}-{member}"
