@@ -384,6 +384,13 @@ async def acknowledged(futures: Sequence[asyncio.Future[Any]], *, within: float)
         raise TimeoutError(f"{len(waiting)} of {len(futures)} records not acknowledged by Kafka within {within:g} s")
 
 
+JSON_HEADERS: Final[Mapping[str, str]] = {"content-type": "application/json"}
+"""The headers of every record an outbox sends (the caller's own are added)."""
+ENCODED_JSON_HEADERS: Final = [(name, text.encode()) for name, text in JSON_HEADERS.items()]
+"""Shared by every record: aiokafka writes headers into the record batch at once and keeps no reference."""
+ENCODED_JSON_HEADERS_SIZE: Final = sum(len(name) + len(raw) for name, raw in ENCODED_JSON_HEADERS)
+
+
 @dataclass
 class Outbox:
     """Collects the produces of a batch so they travel together and are confirmed together before commit.
@@ -427,10 +434,14 @@ class Outbox:
         would refuse it at the flush, and the batch, read again, would fail the same way for ever."""
         topic = target if isinstance(target, str) else target.topic
         payload = value if isinstance(value, bytes) else json_bytes(value)
-        all_headers = {"content-type": "application/json", **(headers or {})}
+        all_headers = {**JSON_HEADERS, **headers} if headers else JSON_HEADERS
         encoded_key = key.encode()
-        encoded_headers = [(name, text.encode()) for name, text in all_headers.items()]
-        size = len(payload) + len(encoded_key) + sum(len(name) + len(raw) for name, raw in encoded_headers)
+        if headers:
+            encoded_headers = [(name, text.encode()) for name, text in all_headers.items()]
+            headers_size = sum(len(name) + len(raw) for name, raw in encoded_headers)
+        else:
+            encoded_headers, headers_size = ENCODED_JSON_HEADERS, ENCODED_JSON_HEADERS_SIZE
+        size = len(payload) + len(encoded_key) + headers_size
         if size > MAX_EVENT_BYTES:
             raise Reject(
                 "event_too_large", f"the {topic} event would be {size} bytes, over the {MAX_EVENT_BYTES}-byte limit"
@@ -452,10 +463,10 @@ class Outbox:
             return
         if isinstance(target, str):
             future = await self.broker.publish(
-                payload, topic=target, key=encoded_key, headers=all_headers, no_confirm=True
+                payload, topic=target, key=encoded_key, headers=dict(all_headers), no_confirm=True
             )
         else:
-            future = await target.publish(payload, key=encoded_key, headers=all_headers, no_confirm=True)
+            future = await target.publish(payload, key=encoded_key, headers=dict(all_headers), no_confirm=True)
         self.pending.append(future)
 
     async def _submit(self, producer: AIOKafkaProducer, topic: str, partition: int) -> None:

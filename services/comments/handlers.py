@@ -429,6 +429,7 @@ class CommentPipeline:
 
         at = now.isoformat()
         reasons = list(decision.reasons)
+        body = without_overrides(event.body)
         record = CommentRecord(
             id=event.id,
             article_guid=event.article_guid,
@@ -439,8 +440,8 @@ class CommentPipeline:
             decided_at=at,
             author=without_overrides(event.author).strip(),
             author_url=(event.url or "").strip() if is_valid_author_url((event.url or "").strip()) else None,
-            body=without_overrides(event.body),
-            body_html=body_to_html(without_overrides(event.body)),
+            body=body,
+            body_html=body_to_html(body),
             submitted_at=event.submitted_at.isoformat(),
             parent_id=event.parent_id,
             depth=parent.depth + 1 if parent is not None else 0,
