@@ -266,7 +266,7 @@ def moderate(
     if article_problem is not None:
         return article_problem
 
-    if normalized_body_hash(submission.body) in ctx.author_previous_body_hashes:
+    if ctx.author_previous_body_hashes and normalized_body_hash(submission.body) in ctx.author_previous_body_hashes:
         return Decision("rejected", ("duplicate",), 409)
     flooding = [
         reason
