@@ -39,7 +39,8 @@ def settle_garbage_collector() -> None:
     the connections) out of the collector's sight, for good, and collect the young generation less often.
 
     The collector's full passes walk every object it tracks; start-up objects live as long as the process, so each
-    pass walked them for nothing (`gc.freeze`, as the `gc` module's documentation describes for long-lived servers)."""
+    pass walked them for nothing. A frozen object is never collected, so this runs once start-up is over, when what
+    exists is what the process keeps."""
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
