@@ -25,6 +25,7 @@ import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import AIOKafkaConnection, CloseReason
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import (
     CoordinatorLoadInProgressError,
@@ -198,6 +199,33 @@ def forced_metadata_updates_wake_the_synchronizer() -> None:
     AIOKafkaClient.force_metadata_update = force_metadata_update
 
 
+@functools.cache  # installed once
+def writes_on_a_closed_connection_fail_as_broken() -> None:
+    """Make a request written on a connection whose socket has just closed fail as a broken connection.
+
+    aiokafka turns an `OSError` from the write into `KafkaConnectionError`, which every caller retries. The
+    services run on uvloop, whose transports raise `RuntimeError` instead ("unable to perform operation on
+    <TCPTransport closed=True …>") when the socket closed between aiokafka's readiness check and its write. That
+    error is unexpected where it lands: after a broker restart it ended a publisher consumer's group coordination
+    for good, and its consumer failed every poll from then on, its lag stuck, until the process was restarted.
+    Here it closes the connection and becomes the `KafkaConnectionError` an `OSError` would have given. Installed
+    once, by `make_broker`, before any client starts.
+    """
+    send = AIOKafkaConnection.send
+
+    def send_or_fail_as_broken(self: AIOKafkaConnection, request: Any, expect_response: bool = True) -> Any:
+        try:
+            return send(self, request, expect_response)
+        except RuntimeError as exc:
+            writer = self._writer
+            if writer is not None and not writer.transport.is_closing():
+                raise
+            self.close(reason=CloseReason.CONNECTION_BROKEN)
+            raise KafkaConnectionError(f"Connection at {self.host}:{self.port} broken: {exc}") from exc
+
+    AIOKafkaConnection.send = send_or_fail_as_broken
+
+
 def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> KafkaBroker:
     """Producers wait for all in-sync replicas and are idempotent; nothing creates topics implicitly."""
     options: dict[str, Any] = {
@@ -222,6 +250,7 @@ def make_broker(settings: ServiceSettings, service: str, **overrides: Any) -> Ka
     options.update(overrides)
     static_members_leave_on_close()
     forced_metadata_updates_wake_the_synchronizer()
+    writes_on_a_closed_connection_fail_as_broken()
     return KafkaBroker(settings.kafka_bootstrap_servers, **options)
 
 

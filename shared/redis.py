@@ -47,7 +47,7 @@ class HiredisCommands:
 
     def pack_command(self, *args: EncodableT) -> list[bytes]:
         command = args[0]
-        if isinstance(command, str):
+        if isinstance(command, str) and " " in command:
             args = (*command.encode().split(), *args[1:])
         elif isinstance(command, bytes) and b" " in command:
             args = (*command.split(), *args[1:])
