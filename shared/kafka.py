@@ -463,13 +463,14 @@ class Outbox:
         would refuse it at the flush, and the batch, read again, would fail the same way for ever."""
         topic = target if isinstance(target, str) else target.topic
         payload = value if isinstance(value, bytes) else json_bytes(value)
-        all_headers = {**JSON_HEADERS, **headers} if headers else JSON_HEADERS
-        encoded_key = key.encode()
+        all_headers: Mapping[str, str]
         if headers:
+            all_headers = {**JSON_HEADERS, **headers}
             encoded_headers = [(name, text.encode()) for name, text in all_headers.items()]
             headers_size = sum(len(name) + len(raw) for name, raw in encoded_headers)
         else:
-            encoded_headers, headers_size = ENCODED_JSON_HEADERS, ENCODED_JSON_HEADERS_SIZE
+            all_headers, encoded_headers, headers_size = JSON_HEADERS, ENCODED_JSON_HEADERS, ENCODED_JSON_HEADERS_SIZE
+        encoded_key = key.encode()
         size = len(payload) + len(encoded_key) + headers_size
         if size > MAX_EVENT_BYTES:
             raise Reject(

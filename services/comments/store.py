@@ -141,8 +141,8 @@ class Hasher:
     """Keyed hashes of e-mail addresses and IPs: stable, comparable, and useless without the key.
 
     HMAC-SHA256, keyed once: each hash copies the keyed state instead of keying OpenSSL again, and the
-    hashes of the last few thousand addresses are remembered (a batch asks for each one twice: to read the
-    author's state, then to decide).
+    hashes of the last few thousand addresses are remembered (regular commenters come back batch after batch,
+    and a rebuild hashes every submission of the log).
     """
 
     REMEMBERED = 4096
