@@ -127,6 +127,24 @@ def _long_mark_runs() -> re.Pattern[str]:
     return re.compile(f"[{''.join(ranges)}]{{{STREAM_SAFE_RUN + 1},}}")
 
 
+@functools.cache
+def _invisible_characters() -> re.Pattern[str]:
+    """Format characters (category Cf: zero-width space and joiner, soft hyphen, bidi controls, byte-order mark).
+
+    Folding drops them, and none of them decomposes, changes case or combines with its neighbours, so text that
+    is ASCII once they are gone folds to that ASCII in lower case. Most comments are such text: pasted ones
+    often carry a byte-order mark or a zero-width space, which would otherwise send them through three
+    normalizations and a translation of every character (5 µs for a YouTube comment instead of 1.5 µs).
+    Built on first use, like `_fold_table`.
+    """
+    ranges: list[str] = []
+    format_characters = (cp for cp in range(0x80, sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Cf")
+    for _, group in itertools.groupby(enumerate(format_characters), key=lambda pair: pair[1] - pair[0]):
+        members = [code_point for _, code_point in group]
+        ranges.append(f"\\U{members[0]:08x}-\\U{members[-1]:08x}")
+    return re.compile(f"[{''.join(ranges)}]+")
+
+
 def _stream_safe(text: str) -> str:
     def split(run: re.Match[str]) -> str:
         marks = run.group()
@@ -144,6 +162,13 @@ def fold(text: str) -> str:
     readable; it is never shown to readers, only compared. Cached: one comment goes through several checks
     (form, duplicate, word lists, spam model), and each would fold the same text again.
     """
+    if not text.isascii():
+        visible = _invisible_characters().sub("", text)
+        if visible.isascii():
+            text = visible
+    if text.isascii():
+        # ASCII is its own NFKC form and casefolds to lower case: the steps below would return exactly this.
+        return text.lower()
     if not unicodedata.is_normalized("NFKC", text):
         # Normalized text keeps its marks in canonical order, which the insertion sort passes over in one step
         # each; only text that is not (a C-speed check, 0.2 µs for a comment) can hold a run it must sort.

@@ -14,6 +14,7 @@ from services.comments.textnorm import (
     STREAM_SAFE_RUN,
     PhraseMatcher,
     _fold_table,
+    _invisible_characters,
     _read_leet,
     _stream_safe,
     canonical_text,
@@ -220,3 +221,32 @@ def test_normalized_text_decomposes_to_marks_in_canonical_order(text: str) -> No
     classes = [unicodedata.combining(character) for character in decomposed]
     out_of_order = sum(1 for before, after in itertools.pairwise(classes) if after and before > after)
     assert out_of_order <= decomposed.count("i\u0307")  # casefold writes İ as i + dot above, ahead of later marks
+
+
+def _fold_every_step(text: str) -> str:
+    """`fold` as its docstring defines it, every step taken whatever the text."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKD", folded).translate(_fold_table()))
+
+
+FORMAT_CHARACTERS = "".join(
+    chr(code_point) for code_point in range(0x80, 0x110000) if unicodedata.category(chr(code_point)) == "Cf"
+)
+
+
+@example("Check out my channel\ufeff")  # the byte-order mark that ends most YouTube comments
+@example("fr\u200bee m\u00adoney \u202eevil")
+@given(st.text(alphabet=st.one_of(st.characters(max_codepoint=0x7F), st.sampled_from(FORMAT_CHARACTERS)), max_size=60))
+def test_ascii_behind_invisible_characters_folds_as_every_step_would(text: str) -> None:
+    """The shortcut for text that is ASCII but for format characters gives what the full folding gives."""
+    assert fold(text) == _fold_every_step(text)
+    if not text.isascii():
+        assert _invisible_characters().sub("", text).isascii()
+
+
+@example("K\u200d\u0301")  # a mark after an invisible character: not ASCII once it is gone
+@example("\ufeffstra\u00dfe")
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from(FORMAT_CHARACTERS)), max_size=40))
+def test_any_text_folds_as_every_step_would(text: str) -> None:
+    if unicodedata.is_normalized("NFKC", text):  # other text is first cut into stream-safe runs (tested above)
+        assert fold(text) == _fold_every_step(text)
