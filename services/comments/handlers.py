@@ -14,6 +14,7 @@ delivered again re-emits the same revisions (which the publisher ignores) and ch
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
@@ -236,6 +237,8 @@ class CommentPipeline:
         self._prefetched: Prefetched | None = None
         self._parsed: dict[tuple[int, int], CommentEvent | DeskEvent] = {}
         """The batch's submissions-topic events as `prepare` parsed them, by (partition, offset)."""
+        self._spam_scores: dict[str, tuple[str, float]] = {}
+        """The spam model's score of each submission of the batch, by comment id, with the body it scored."""
         articles.on_change.append(self._article_changed)
         self._changed_articles: set[str] = set()
 
@@ -256,12 +259,33 @@ class CommentPipeline:
             if not isinstance(event, DeskEvent):
                 events.append(event)
         self._prefetched = None
+        self._spam_scores = {}
         if not events:
             return
+        prefetch = asyncio.ensure_future(self.prefetch(events))
+        await asyncio.sleep(0)  # the prefetch sends its reads; the scoring below runs while Redis answers
+        self._spam_scores = self.score_spam(events)
         try:
-            self._prefetched = await self.prefetch(events)
+            self._prefetched = await prefetch
         except Exception as exc:
             log.warning("prefetch failed; records read one by one", error=repr(exc))
+
+    def score_spam(self, events: Sequence[CommentEvent]) -> dict[str, tuple[str, float]]:
+        """The spam model's score of every submission of a batch, worked out together.
+
+        Scoring looks up a few dozen features per comment in a model of 12,000. One comment after the other, the
+        lookups find the model in the CPU's cache; scored between the other checks of each comment, they did not
+        (the same lookups: 2 µs a comment in a row, 12 µs with the cache cleared between comments; over a whole
+        decision, 9 µs less CPU with the batch scored here). A comment decided before the spam check (a
+        duplicate, a banned word) wastes its score: such comments are few, and the model would be cold for all.
+        Runs while the prefetch waits for Redis.
+        """
+        model = self.spam_model
+        return {
+            event.id: (event.body, model.score(event.body))
+            for event in events
+            if isinstance(event, CommentSubmitted)
+        }
 
     def _article_changed(self, guid: str) -> None:
         self._changed_articles.add(guid)
@@ -425,7 +449,9 @@ class CommentPipeline:
         parent = await self.record(batch, event.parent_id) if event.parent_id else None
         ctx = self._context(event, now, await self.article(batch, event.article_guid), batch, facts,
                             email_hash, ip_hash, body_member, parent)
-        decision = moderate(event, ctx, self.policy, self.spam_model)
+        scored = self._spam_scores.get(event.id)
+        spam_score = scored[1] if scored is not None and scored[0] is event.body else None
+        decision = moderate(event, ctx, self.policy, self.spam_model, spam_score=spam_score)
 
         at = now.isoformat()
         reasons = list(decision.reasons)

@@ -249,12 +249,16 @@ def moderate(
     ctx: ModerationContext,
     policy: ModerationPolicy,
     spam_model: SpamModel | None = None,
+    *,
+    spam_score: float | None = None,
 ) -> Decision:
     """Decide one submission. The first decisive check wins (see the module docstring for the order).
 
     Time-based checks use the submission's edge-assigned `submitted_at`, capped at `ctx.now`, so a
     replayed or lagging submission is judged as it was when the reader sent it, and a clock running ahead
-    cannot reopen closed comments. Without `spam_model` the model shipped with the package is used.
+    cannot reopen closed comments. Without `spam_model` the model shipped with the package is used;
+    `spam_score` is that model's score of this body when the caller has it already (a batch scores its texts
+    together).
     """
     at = min(_aware(submission.submitted_at), _aware(ctx.now))
 
@@ -293,7 +297,7 @@ def moderate(
         return Decision("pending", ("too_many_links",))
 
     model = spam_model if spam_model is not None else shipped_model()
-    score = model.score(submission.body)
+    score = spam_score if spam_score is not None else model.score(submission.body)
     threshold = policy.spam_threshold if policy.spam_threshold is not None else model.threshold
     if score >= threshold:
         return Decision("spam", ("spam_model", f"spam_score={score:.3f}"), spam_score=score)

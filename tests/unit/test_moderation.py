@@ -11,11 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from services.comments.articles import ArticleStates
 from services.comments.config import CommentsSettings
-from services.comments.handlers import policy_from
+from services.comments.handlers import CommentPipeline, policy_from
 from services.comments.moderation import (
     _LINK_RE,
     NEAR_KEY_PREFIX,
@@ -44,8 +46,9 @@ from services.comments.spam import (
     shipped_model,
     spam_features,
 )
+from services.comments.store import CommentStore
 from services.comments.textnorm import tokens
-from shared.contracts.comments import CommentSubmitted
+from shared.contracts.comments import CommentReported, CommentSubmitted
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ARTICLE = "urn:broadsheet:article:1"
@@ -288,6 +291,34 @@ def test_spam_model_holds_obvious_spam() -> None:
     assert decision.reasons[1].startswith("spam_score=")
     assert decision.spam_score is not None
     assert decision.spam_score >= shipped_model().threshold
+
+
+def test_a_score_worked_out_beforehand_decides_at_the_spam_step() -> None:
+    """A batch scores its texts before deciding them: the score given is the one judged, at step 7 and only there."""
+    spam = submission(body="Check out my channel http://bit.ly/xyz subscribe!!!")
+    ordinary_scored_high = moderate(submission(), context(), POLICY, spam_score=0.97)
+    assert ordinary_scored_high == Decision("spam", ("spam_model", "spam_score=0.970"), spam_score=0.97)
+    spam_scored_low = moderate(spam, context(), POLICY, spam_score=0.02)
+    assert spam_scored_low == Decision("approved", ("trusted_author",), spam_score=0.02)
+    banned = moderate(submission(body="you ass"), context(), POLICY, spam_score=0.97)
+    assert banned.reasons == ("banned_word",), "checks before the model still come first"
+
+
+def test_a_batch_scores_each_submission_with_the_model() -> None:
+    client = aioredis.Redis()  # never connected: scoring reads nothing
+    pipeline = CommentPipeline(
+        CommentsSettings(), client, ArticleStates(client, "ns"), CommentStore(client, "ns"),
+        submissions_topic="s", decisions_topic="d", alerts_topic="a",
+    )
+    spam = submission(id="c-spam", body="Check out my channel http://bit.ly/xyz subscribe!!!")
+    ordinary = submission(id="c-ordinary")
+    report = CommentReported(id="c-ordinary", article_guid=ARTICLE, reporter="r-1", reported_at=NOW)
+    scores = pipeline.score_spam([spam, report, ordinary])
+    assert scores == {
+        "c-spam": (spam.body, shipped_model().score(spam.body)),
+        "c-ordinary": (ordinary.body, shipped_model().score(ordinary.body)),
+    }
+    assert scores["c-spam"][1] >= shipped_model().threshold > scores["c-ordinary"][1]
 
 
 def test_shipped_model_loads_flags_spam_and_passes_an_ordinary_comment() -> None:
