@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from services.comments.spam import SpamModel, shipped_model
-from services.comments.textnorm import WORD_RE, PhraseMatcher, canonical_text, fold
+from services.comments.textnorm import PhraseMatcher, canonical_text, plain_words
 from shared.contracts.comments import CommentStatus, CommentSubmitted
 from shared.validation import is_valid_author_url, is_valid_email
 
@@ -166,14 +166,14 @@ def near_identical_key(text: str) -> str:
     halves of a cryptographic hash), so each shingle is hashed once.
     """
     without_links = _LINK_RE.sub(" linkplaceholder ", text)
-    # A run of digits never spans two words (digits are word characters), so numbers are replaced in the folded
-    # text before it is split: the same words as replacing them word by word.
-    words = WORD_RE.findall(_NUMBER_RE.sub("0", fold(without_links)))
-    if len(words) < _SHINGLE_WORDS:
-        whole = " ".join(words)
-        return NEAR_KEY_PREFIX + hashlib.blake2b(whole.encode("utf-8"), digest_size=12).hexdigest()
+    # A run of digits never spans two words (digits are word characters), so numbers are replaced in the words
+    # joined by spaces: the same words as replacing them word by word. The words are those the other checks
+    # read from the body (the same text when it holds no link).
+    words = _NUMBER_RE.sub("0", " ".join(plain_words(without_links)))
+    if words.count(" ") < _SHINGLE_WORDS - 1:
+        return NEAR_KEY_PREFIX + hashlib.blake2b(words.encode("utf-8"), digest_size=12).hexdigest()
     # Words hold no space, and no byte of a UTF-8 character is a space: the words are encoded once, together.
-    encoded = " ".join(words).encode("utf-8").split(b" ")
+    encoded = words.encode("utf-8").split(b" ")
     shingles = set(map(b" ".join, zip(encoded, encoded[1:], encoded[2:], strict=False)))
     blake2b = hashlib.blake2b
     digests = b"".join([blake2b(shingle, digest_size=16).digest() for shingle in shingles])

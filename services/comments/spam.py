@@ -25,7 +25,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from services.comments.textnorm import WORD_RE, PhraseMatcher, canonical_text
+from services.comments.textnorm import PhraseMatcher, canonical_text, plain_words
 
 SHIPPED_MODEL_PATH = Path(__file__).with_name("spam_model.json")
 MODEL_FORMAT = 1
@@ -103,7 +103,7 @@ def spam_features(text: str) -> list[str]:
     """
     plain = plain_text(text)
     canonical = canonical_text(plain)
-    words = WORD_RE.findall(canonical)
+    words = plain_words(plain)  # the words of `canonical` (spacing is all that sets it apart from the folded text)
     features = ["w:" + word for word in words]
     features.extend([f"b:{first} {second}" for first, second in itertools.pairwise(words)])
     cues = {_CUE_FEATURE[match.entry] for match in _CUE_MATCHER.find_in_tokens(words)}

@@ -210,11 +210,13 @@ def tokens(text: str, *, leetspeak: bool = True) -> list[str]:
 
 def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
     """`tokens`, cached: the banned and the suspect list read the same comment, body and name."""
-    return _leet_tokens(text) if leetspeak else _plain_tokens(text)
+    return _leet_tokens(text) if leetspeak else plain_words(text)
 
 
 @_remembered
-def _plain_tokens(text: str) -> tuple[str, ...]:
+def plain_words(text: str) -> tuple[str, ...]:
+    """The words of folded `text`, no leetspeak read: `tokens(text, leetspeak=False)`, cached. The spam model, the
+    near-identical key and (for most texts) the word lists all split the body into these same words."""
     return tuple(WORD_RE.findall(fold(text)))
 
 
@@ -224,7 +226,7 @@ def _leet_tokens(text: str) -> tuple[str, ...]:
     if "@" not in folded and "$" not in folded and all(map(str.isdigit, _LEET_DIGIT_RUN.findall(folded))):
         # No "@" or "$", and no word that mixes a leet digit with anything else ("2024" and "#3" stay numbers):
         # nothing is read as a letter, and the words are the plain ones.
-        return tuple(WORD_RE.findall(folded))
+        return plain_words(text)
     words: list[str] = []
     for raw in _LEET_WORD_RE.findall(folded):
         if raw.isalpha():
