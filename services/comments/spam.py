@@ -25,7 +25,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from services.comments.textnorm import PhraseMatcher, canonical_text, plain_words
+from services.comments.textnorm import PhraseMatcher, canonical_text, plain_words, visible_text
 
 SHIPPED_MODEL_PATH = Path(__file__).with_name("spam_model.json")
 MODEL_FORMAT = 1
@@ -82,9 +82,11 @@ def plain_text(text: str) -> str:
 def _shouting(text: str) -> bool:
     """Mostly capital letters over a comment long enough for that to mean something.
 
-    Most comments are ASCII, and there the letters and capitals are counted by deleting them from the bytes
-    (two C passes) instead of asking each character (equal: tests/unit/test_moderation.py).
+    Most comments are ASCII, once the invisible characters that are neither letters nor capitals are gone (a
+    byte-order mark ends most YouTube comments), and there the letters and capitals are counted by deleting them
+    from the bytes (two C passes) instead of asking each character (equal: tests/unit/test_moderation.py).
     """
+    text = visible_text(text)
     if text.isascii():
         raw = text.encode("ascii")
         letters = len(raw) - len(raw.translate(None, _ASCII_LETTERS))

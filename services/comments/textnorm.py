@@ -145,6 +145,14 @@ def _invisible_characters() -> re.Pattern[str]:
     return re.compile(f"[{''.join(ranges)}]+")
 
 
+def visible_text(text: str) -> str:
+    """`text` without its format characters when what remains is ASCII (the cheap cases' form), else `text`."""
+    if text.isascii():
+        return text
+    visible = _invisible_characters().sub("", text)
+    return visible if visible.isascii() else text
+
+
 def _stream_safe(text: str) -> str:
     def split(run: re.Match[str]) -> str:
         marks = run.group()
@@ -162,10 +170,7 @@ def fold(text: str) -> str:
     readable; it is never shown to readers, only compared. Cached: one comment goes through several checks
     (form, duplicate, word lists, spam model), and each would fold the same text again.
     """
-    if not text.isascii():
-        visible = _invisible_characters().sub("", text)
-        if visible.isascii():
-            text = visible
+    text = visible_text(text)
     if text.isascii():
         # ASCII is its own NFKC form and casefolds to lower case: the steps below would return exactly this.
         return text.lower()

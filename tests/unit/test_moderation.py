@@ -369,8 +369,12 @@ def _shouting_by_definition(text: str) -> bool:
     return letters >= 8 and sum(map(str.isupper, text)) > 0.6 * letters
 
 
-@given(st.lists(st.sampled_from([*"aZ Q9!xYé", "ÉCRIT", "\u00aa", "ǅ"]), max_size=40).map("".join))
+SHOUTING_PIECES = st.sampled_from([*"aZ Q9!xYé", "ÉCRIT", "\u00aa", "ǅ", "\ufeff", "\u200b\u00ad", "\u202e"])
+
+
+@given(st.lists(SHOUTING_PIECES, max_size=40).map("".join))
 @example("BUY NOW CHEAP PILLS!!!")
+@example("BUY NOW CHEAP PILLS!!!\ufeff")
 @example("Buy now, cheap pills")
 @example("ABCDEFGh")
 def test_shouting_counts_letters_and_capitals_as_the_characters_say(text: str) -> None:
