@@ -96,9 +96,19 @@ EDGE_STYLE = frozenset({400, 403, 404, 409, 410, 429})
 """Decisions an edge would have refused at once: they leave no trace in the author's history."""
 SURGE_TTL_SECONDS = 24 * 3600
 RECENT_BUCKET_SECONDS = 60
-"""Last comment times per e-mail and IP live in one hash per minute, read and written a batch at a time."""
+"""Last comment times per e-mail and IP live in one hash per minute, read and written a batch at a time, each as
+`{time} {comment id}`: a batch read again after its records were lost meets its own times there, and a comment's
+own time is no flood (a bare time, as written before, is always another comment's)."""
 BODY_PREFIX = "b:"
-"""Fields of the author's hash that mark a text already posted on an article: `b:{guid}:{normalized hash}`."""
+"""Fields of the author's hash that mark a text already posted on an article, `b:{guid}:{normalized hash}`, each
+holding the id of the comment that posted it: a comment read again is no duplicate of itself (`1`, as written
+before, is always another comment)."""
+
+
+def recent_entry(value: bytes) -> tuple[float, bytes]:
+    """A last comment time as stored, with the id of its comment (empty for a bare time)."""
+    stamp, _, comment_id = value.partition(b" ")
+    return float(stamp), comment_id
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BLANK_LINES = re.compile(r"\n[ \t]*\n+")
 _BIDI_OVERRIDES = re.compile("[\u202a-\u202e]")
@@ -177,9 +187,11 @@ class BatchState:
     created: dict[str, CommentRecord] = field(default_factory=dict)
     updated: dict[str, tuple[int, CommentRecord]] = field(default_factory=dict)
     author_approved: set[str] = field(default_factory=set)
-    author_last: dict[str, float] = field(default_factory=dict)
-    ip_last: dict[str, float] = field(default_factory=dict)
-    bodies: set[tuple[str, str]] = field(default_factory=set)  # (email hash, "guid:body hash")
+    author_last: dict[str, tuple[float, str]] = field(default_factory=dict)
+    """Per e-mail hash, the latest submission time in the batch and its comment's id; `ip_last` the same per IP."""
+    ip_last: dict[str, tuple[float, str]] = field(default_factory=dict)
+    bodies: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(e-mail hash, body member) of each text posted in the batch, with the id of the comment that posted it."""
     surge_flags: dict[str, bool] = field(default_factory=dict)
     """Articles whose surge pre-moderation switched in this batch (a moderator's own flag is not the batch's)."""
     clear_reporters: set[str] = field(default_factory=set)
@@ -354,22 +366,24 @@ class CommentPipeline:
         result.sections_premoderated = {k.decode() for k, v in next(replies).items() if v == b"1"}
         facts: list[AuthorFacts] = []
         for event, member, email_hash, ip_hash in zip(submissions, members, email_hashes, ip_hashes, strict=True):
-            approved, duplicate = next(replies)
+            approved, posted_by = next(replies)
             fact = AuthorFacts(
                 body_member=member, email_hash=email_hash, ip_hash=ip_hash, approved=approved == b"1",
-                duplicate=duplicate is not None,
+                duplicate=posted_by is not None and posted_by != event.id.encode(),
             )
             result.facts[event.id] = fact
             facts.append(fact)
         if submissions:
-            latest: dict[str, float] = {}
+            recent: dict[str, list[tuple[float, bytes]]] = {}
             for _ in buckets:
                 for name, value in zip(recent_fields, next(replies), strict=True):
                     if value is not None:
-                        latest[name] = max(float(value), latest.get(name, 0.0))
-            for fact, email_hash, ip_hash in zip(facts, email_hashes, ip_hashes, strict=True):
-                fact.last_at = latest.get(f"e:{email_hash}")
-                fact.ip_last_at = latest.get(f"i:{ip_hash}") if ip_hash is not None else None
+                        recent.setdefault(name, []).append(recent_entry(value))
+            for event, fact, email_hash, ip_hash in zip(submissions, facts, email_hashes, ip_hashes, strict=True):
+                own = event.id.encode()
+                fact.last_at = max((t for t, by in recent.get(f"e:{email_hash}", ()) if by != own), default=None)
+                if ip_hash is not None:
+                    fact.ip_last_at = max((t for t, by in recent.get(f"i:{ip_hash}", ()) if by != own), default=None)
             for fact, banned in zip(facts, next(replies), strict=True):
                 fact.banned_email = bool(banned)
             if any(h is not None for h in ip_hashes):
@@ -481,11 +495,12 @@ class CommentPipeline:
         batch.save(record, None)
 
         if not (decision.status == "rejected" and decision.http_status in EDGE_STYLE):
-            submitted = event.submitted_at.timestamp()
-            batch.author_last[email_hash] = max(submitted, batch.author_last.get(email_hash, 0.0))
-            if ip_hash is not None:
-                batch.ip_last[ip_hash] = max(submitted, batch.ip_last.get(ip_hash, 0.0))
-            batch.bodies.add((email_hash, body_member))
+            latest = (event.submitted_at.timestamp(), event.id)
+            if latest[0] > batch.author_last.get(email_hash, (0.0, ""))[0]:
+                batch.author_last[email_hash] = latest
+            if ip_hash is not None and latest[0] > batch.ip_last.get(ip_hash, (0.0, ""))[0]:
+                batch.ip_last[ip_hash] = latest
+            batch.bodies.setdefault((email_hash, body_member), event.id)
         await self._observe_surge(event.article_guid, decision, now, outbox, batch)
         return decision.status
 
@@ -515,10 +530,12 @@ class CommentPipeline:
                 premoderated=premoderated,
                 section_premoderated=stored.section in sections,
             )
-        last_email = max(filter(None, (facts.last_at, batch.author_last.get(email_hash))), default=None)
+        in_batch = batch.author_last.get(email_hash)
+        last_email = max(filter(None, (facts.last_at, in_batch and in_batch[0])), default=None)
         last_ip = None
         if ip_hash is not None:
-            last_ip = max(filter(None, (facts.ip_last_at, batch.ip_last.get(ip_hash))), default=None)
+            in_batch = batch.ip_last.get(ip_hash)
+            last_ip = max(filter(None, (facts.ip_last_at, in_batch and in_batch[0])), default=None)
         duplicate = facts.duplicate or (email_hash, body_member) in batch.bodies
         parent_state = None
         if parent is not None:
@@ -723,14 +740,15 @@ class CommentPipeline:
         commands per comment, not one per field."""
         store = self.store
         authors: dict[str, dict[str, str]] = {}
-        for email_hash, member in batch.bodies:
-            authors.setdefault(email_hash, {})[member] = "1"
+        for (email_hash, member), comment_id in batch.bodies.items():
+            authors.setdefault(email_hash, {})[member] = comment_id
         for email_hash in batch.author_approved:
             authors.setdefault(email_hash, {})["approved"] = "1"
         recent: dict[int, dict[str, str]] = {}
         for prefix, times in (("e", batch.author_last), ("i", batch.ip_last)):
-            for hashed, last in times.items():
-                recent.setdefault(int(last // RECENT_BUCKET_SECONDS), {})[f"{prefix}:{hashed}"] = repr(last)
+            for hashed, (last, comment_id) in times.items():
+                entry = f"{last!r} {comment_id}"
+                recent.setdefault(int(last // RECENT_BUCKET_SECONDS), {})[f"{prefix}:{hashed}"] = entry
         recent_ttl = int(self.policy.flood_window.total_seconds()) + 2 * RECENT_BUCKET_SECONDS
         records = [*batch.created.values(), *(record for _, record in batch.updated.values())]
         enqueue: dict[str, dict[str, float]] = {}

@@ -266,7 +266,7 @@ class CommentsRecovery:
                 first = comment.entries()[0]
                 if not is_edge_refusal(first.status, first.reasons):
                     member = f"{BODY_PREFIX}{record.article_guid}:{normalized_body_hash(submission.body)}"
-                    writes.command("HSET", author, member, "1")
+                    writes.command("HSET", author, member, record.id)
                 if any(e.status == "approved" and e.actor not in AUTOMATIC_ACTORS for e in comment.history.values()):
                     writes.command("HSET", author, "approved", "1")  # trusted once a moderator approved them
                 if comment.reporters:

@@ -7,8 +7,8 @@ Key layout (all under the namespace, e.g. `bs`; braces are Redis Cluster hash ta
 | `bs:comments:{c:ID}` | hash | `revision`, `status`, `data` (the record as JSON) — the only copy of a comment here |
 | `bs:comments:{c:ID}:reporters` | set | opaque reader hashes that reported the comment |
 | `bs:comments:{queue}:STATUS` | sorted set | comment ids by submission time, one set per status |
-| `bs:comments:{a:EMAIL_HASH}` | hash | `approved` (a trusted author), `b:GUID:TEXT_HASH` per text posted |
-| `bs:comments:{recent}:MINUTE` | hash | `e:EMAIL_HASH` / `i:IP_HASH` → last comment time in that minute (expires) |
+| `bs:comments:{a:EMAIL_HASH}` | hash | `approved` (a trusted author), `b:GUID:TEXT_HASH` → id of its comment |
+| `bs:comments:{recent}:MINUTE` | hash | `e:EMAIL_HASH` / `i:IP_HASH` → `TIME ID` of the last comment (expires) |
 | `bs:comments:{n:NEAR_KEY}` | set | ids of near-identical comments (bulk moderation of a wave) |
 | `bs:comments:{bans}:email`, `…:ip` | set | hashed banned addresses |
 | `bs:comments:{premod}:sections` | hash | section code → `1` when the section is pre-moderated |
