@@ -109,6 +109,14 @@ def recent_entry(value: bytes) -> tuple[float, bytes]:
     """A last comment time as stored, with the id of its comment (empty for a bare time)."""
     stamp, _, comment_id = value.partition(b" ")
     return float(stamp), comment_id
+
+
+def last_other(entries: list[tuple[float, bytes]] | None, comment_id: str) -> float | None:
+    """The latest of these times that another comment than `comment_id` left."""
+    if not entries:
+        return None
+    own = comment_id.encode()
+    return max((stamp for stamp, by in entries if by != own), default=None)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BLANK_LINES = re.compile(r"\n[ \t]*\n+")
 _BIDI_OVERRIDES = re.compile("[\u202a-\u202e]")
@@ -379,11 +387,10 @@ class CommentPipeline:
                 for name, value in zip(recent_fields, next(replies), strict=True):
                     if value is not None:
                         recent.setdefault(name, []).append(recent_entry(value))
-            for event, fact, email_hash, ip_hash in zip(submissions, facts, email_hashes, ip_hashes, strict=True):
-                own = event.id.encode()
-                fact.last_at = max((t for t, by in recent.get(f"e:{email_hash}", ()) if by != own), default=None)
-                if ip_hash is not None:
-                    fact.ip_last_at = max((t for t, by in recent.get(f"i:{ip_hash}", ()) if by != own), default=None)
+            if recent:
+                for event, fact, email_hash, ip_hash in zip(submissions, facts, email_hashes, ip_hashes, strict=True):
+                    fact.last_at = last_other(recent.get(f"e:{email_hash}"), event.id)
+                    fact.ip_last_at = last_other(recent.get(f"i:{ip_hash}"), event.id) if ip_hash else None
             for fact, banned in zip(facts, next(replies), strict=True):
                 fact.banned_email = bool(banned)
             if any(h is not None for h in ip_hashes):
