@@ -60,3 +60,21 @@ def test_a_pipeline_packs_to_the_bytes_redis_py_writes(commands: list[list[objec
     pipeline = [("HSET", *args) for args in commands] + [("SET", "k", b"\x00\r\n" * 10_000)]
     ours = b"".join(HiredisConnection().pack_commands(pipeline))  # type: ignore[arg-type]
     assert ours == b"".join(stock().pack_commands(pipeline))  # type: ignore[arg-type]
+
+
+SPECIAL_COMMANDS: list[tuple[object, ...]] = [
+    ("CONFIG GET", "maxmemory"),
+    (b"CLIENT SETNAME", b"x"),
+    ("SET", "k", memoryview(b"view")),
+    ("SET", "k", bytearray(b"array")),
+    ("EVALSHA", "0" * 40, 2, "a", "b", 1.5, -7),
+]
+
+
+def test_a_pipeline_of_special_commands_packs_to_the_bytes_redis_py_writes() -> None:
+    """Commands that cannot take the pipeline's shortcut to C (two-word names, bytearrays) pack as they would alone."""
+    pipeline = [*SPECIAL_COMMANDS, *(list(args) for args in SPECIAL_COMMANDS)]  # tuples, and lists as some callers pass
+    ours = b"".join(HiredisConnection().pack_commands(pipeline))  # type: ignore[arg-type]
+    assert ours == b"".join(stock().pack_commands(pipeline))  # type: ignore[arg-type]
+    with pytest.raises(DataError):
+        HiredisConnection().pack_commands([("SET", "k", "v"), ("SET", "k", None)])  # type: ignore[list-item]
