@@ -54,9 +54,6 @@ WORD_RE = re.compile(r"[^\W_]+")
 """A word without leetspeak: a run of letters and digits (what `tokens(..., leetspeak=False)` finds)."""
 _LEET_WORD_RE = re.compile(r"(?:[^\W_]|[@$])+")
 _LEET_CHARS = frozenset(_LEET)
-_LEET_DIGIT_RUN = re.compile(r"\b\w*[" + "".join(ch for ch in _LEET if ch.isdigit()) + r"]\w*")
-"""Runs of word characters holding a digit that leetspeak reads as a letter. Anchored at a word's start, so each
-run is scanned from one place only (linear in the text)."""
 
 # Unicode categories dropped before matching: combining marks (accents, "zalgo" stacks) and format
 # characters (zero-width space and joiner, soft hyphen, bidi controls, byte-order mark).
@@ -228,10 +225,12 @@ def plain_words(text: str) -> tuple[str, ...]:
 @_remembered
 def _leet_tokens(text: str) -> tuple[str, ...]:
     folded = fold(text)
-    if "@" not in folded and "$" not in folded and all(map(str.isdigit, _LEET_DIGIT_RUN.findall(folded))):
-        # No "@" or "$", and no word that mixes a leet digit with anything else ("2024" and "#3" stay numbers):
-        # nothing is read as a letter, and the words are the plain ones.
-        return plain_words(text)
+    if "@" not in folded and "$" not in folded:
+        plain = plain_words(text)
+        if all(word.isalpha() or word.isdigit() for word in plain):
+            # No "@" or "$", and no word that mixes digits with letters ("2024" and "#3" stay numbers): nothing is
+            # read as a letter, and the words are the plain ones.
+            return plain
     words: list[str] = []
     for raw in _LEET_WORD_RE.findall(folded):
         if raw.isalpha():
