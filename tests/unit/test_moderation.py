@@ -321,6 +321,27 @@ def test_a_batch_scores_each_submission_with_the_model() -> None:
     assert scores["c-spam"][1] >= shipped_model().threshold > scores["c-ordinary"][1]
 
 
+class FailsOnPoison(SpamModel):
+    def score(self, text: str) -> float:
+        if "poison" in text:
+            raise ValueError("the model cannot read this text")
+        return super().score(text)
+
+
+def test_a_text_the_model_fails_on_is_left_to_its_own_record() -> None:
+    """Scored with the batch, a failure would fail every comment of it, again and again; left out, it fails only its
+    own record when that is decided (retried, then dead-lettered)."""
+    client = aioredis.Redis()
+    shipped = shipped_model()
+    pipeline = CommentPipeline(
+        CommentsSettings(), client, ArticleStates(client, "ns"), CommentStore(client, "ns"),
+        submissions_topic="s", decisions_topic="d", alerts_topic="a",
+        spam_model=FailsOnPoison(shipped.scaled_weights, shipped.squared_idf, shipped.bias, shipped.threshold),
+    )
+    poison, ordinary = submission(id="c-poison", body="poison pill"), submission(id="c-ordinary")
+    assert pipeline.score_spam([poison, ordinary]) == {"c-ordinary": (ordinary.body, shipped.score(ordinary.body))}
+
+
 def test_shipped_model_loads_flags_spam_and_passes_an_ordinary_comment() -> None:
     model = shipped_model()
     assert 0.0 < model.threshold < 1.0
