@@ -103,6 +103,15 @@ BODY_PREFIX = "b:"
 """Fields of the author's hash that mark a text already posted on an article, `b:{guid}:{normalized hash}`, each
 holding the id of the comment that posted it: a comment read again is no duplicate of itself (`1`, as written
 before, is always another comment)."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BLANK_LINES = re.compile(r"\n[ \t]*\n+")
+_BIDI_OVERRIDES = re.compile("[\u202a-\u202e]")
+"""Embeddings and overrides: they turn text around ("\u202eevil" shows as "live"), which a reader's name or words
+never need; isolates and marks, which right-to-left text does use, stay."""
+
+
+def without_overrides(text: str) -> str:
+    return _BIDI_OVERRIDES.sub("", text) if _BIDI_OVERRIDES.search(text) else text
 
 
 def recent_entry(value: bytes) -> tuple[float, bytes]:
@@ -117,15 +126,6 @@ def last_other(entries: list[tuple[float, bytes]] | None, comment_id: str) -> fl
         return None
     own = comment_id.encode()
     return max((stamp for stamp, by in entries if by != own), default=None)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_BLANK_LINES = re.compile(r"\n[ \t]*\n+")
-_BIDI_OVERRIDES = re.compile("[\u202a-\u202e]")
-"""Embeddings and overrides: they turn text around ("\u202eevil" shows as "live"), which a reader's name or words
-never need; isolates and marks, which right-to-left text does use, stay."""
-
-
-def without_overrides(text: str) -> str:
-    return _BIDI_OVERRIDES.sub("", text) if _BIDI_OVERRIDES.search(text) else text
 
 
 def body_to_html(text: str) -> str:
@@ -476,7 +476,7 @@ class CommentPipeline:
         parent = await self.record(batch, event.parent_id) if event.parent_id else None
         ctx = self._context(event, now, await self.article(batch, event.article_guid), batch, facts,
                             email_hash, ip_hash, body_member, parent)
-        scored = self._spam_scores.get(event.id)
+        scored = self._spam_scores.get(event.id)  # the very body prepare scored, not another event with this id
         spam_score = scored[1] if scored is not None and scored[0] is event.body else None
         decision = moderate(event, ctx, self.policy, self.spam_model, spam_score=spam_score)
 
@@ -543,12 +543,12 @@ class CommentPipeline:
                 premoderated=premoderated,
                 section_premoderated=stored.section in sections,
             )
-        in_batch = batch.author_last.get(email_hash)
-        last_email = max(filter(None, (facts.last_at, in_batch and in_batch[0])), default=None)
+        in_batch = batch.author_last.get(email_hash, (None, ""))[0]
+        last_email = max(filter(None, (facts.last_at, in_batch)), default=None)
         last_ip = None
         if ip_hash is not None:
-            in_batch = batch.ip_last.get(ip_hash)
-            last_ip = max(filter(None, (facts.ip_last_at, in_batch and in_batch[0])), default=None)
+            in_batch = batch.ip_last.get(ip_hash, (None, ""))[0]
+            last_ip = max(filter(None, (facts.ip_last_at, in_batch)), default=None)
         duplicate = facts.duplicate or (email_hash, body_member) in batch.bodies
         parent_state = None
         if parent is not None:
