@@ -8,10 +8,12 @@ data (and never a developer's `make run` data).
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from tests.support.stack import ServiceStack, kafka_answers, redis_answers, running_stack
 
@@ -37,6 +39,20 @@ def infra() -> dict[str, str]:
     if problems:
         pytest.fail("; ".join(problems) + " — start them with `deploy/local/stack.sh infra` (make test does)")
     return {"kafka": KAFKA, "redis": REDIS}
+
+
+@pytest.fixture
+async def redis_namespace(infra: dict[str, str]) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    """A client of the real Redis and a namespace of the test's own, emptied afterwards (for tests that drive a
+    service's Redis code directly, without a stack)."""
+    client = aioredis.Redis.from_url(infra["redis"])
+    ns = f"t{uuid.uuid4().hex[:10]}"
+    try:
+        yield client, ns
+    finally:
+        async for key in client.scan_iter(match=f"{ns}:*", count=500):
+            await client.delete(key)
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")

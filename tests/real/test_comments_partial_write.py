@@ -10,11 +10,10 @@ it a duplicate of itself, or a flood.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 from aiokafka import ConsumerRecord
 
@@ -50,18 +49,6 @@ class RecordingOutbox:
             await effect()
 
 
-@pytest.fixture
-async def namespace(infra: dict[str, str]) -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    client = aioredis.Redis.from_url(infra["redis"])
-    ns = f"tpw{uuid.uuid4().hex[:8]}"
-    try:
-        yield client, ns
-    finally:
-        async for key in client.scan_iter(match=f"{ns}:*", count=500):
-            await client.delete(key)
-        await client.aclose()
-
-
 def record(topic: str, offset: int, key: str, value: bytes) -> ConsumerRecord[Any, Any]:
     return ConsumerRecord(topic, 0, offset, 0, 0, key.encode(), value, None, 0, len(value), [])
 
@@ -94,9 +81,9 @@ async def published_article(pipeline: CommentPipeline, now: datetime) -> str:
 
 
 async def test_a_batch_read_again_after_its_records_were_lost_is_decided_as_before(
-    namespace: tuple[aioredis.Redis, str],
+    redis_namespace: tuple[aioredis.Redis, str],
 ) -> None:
-    client, ns = namespace
+    client, ns = redis_namespace
     pipeline = pipeline_on(client, ns)
     store = pipeline.store
     now = datetime.now(UTC)
@@ -121,11 +108,11 @@ async def test_a_batch_read_again_after_its_records_were_lost_is_decided_as_befo
 
 
 async def test_another_comment_of_the_same_author_is_still_a_duplicate_or_a_flood(
-    namespace: tuple[aioredis.Redis, str],
+    redis_namespace: tuple[aioredis.Redis, str],
 ) -> None:
     """The traces a comment recognizes as its own are only its own: the same text or a comment within 15 s by
     another comment of the author is refused as before, and so are traces written without a comment id."""
-    client, ns = namespace
+    client, ns = redis_namespace
     pipeline = pipeline_on(client, ns)
     now = datetime.now(UTC)
     guid = await published_article(pipeline, now)

@@ -7,12 +7,9 @@ consumer's assignment says, given here as `owns`. Alerts go to a recording outbo
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from services.comments.articles import ArticleStates
@@ -34,18 +31,6 @@ class RecordingOutbox:
         pass
 
 
-@pytest.fixture
-async def namespace(infra: dict[str, str]) -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    client = aioredis.Redis.from_url(infra["redis"])
-    ns = f"tso{uuid.uuid4().hex[:8]}"
-    try:
-        yield client, ns
-    finally:
-        async for key in client.scan_iter(match=f"{ns}:*", count=500):
-            await client.delete(key)
-        await client.aclose()
-
-
 def replica(client: aioredis.Redis, ns: str) -> CommentPipeline:
     settings = CommentsSettings(redis_namespace=ns, comments_surge_rate_on=5, comments_surge_calm_minutes=1)
     return CommentPipeline(
@@ -55,9 +40,9 @@ def replica(client: aioredis.Redis, ns: str) -> CommentPipeline:
 
 
 async def test_a_surge_is_ended_by_its_new_owner_and_left_alone_by_the_old_one(
-    namespace: tuple[aioredis.Redis, str],
+    redis_namespace: tuple[aioredis.Redis, str],
 ) -> None:
-    client, ns = namespace
+    client, ns = redis_namespace
     guid = "surging-story"
     first, second = replica(client, ns), replica(client, ns)
     for n in range(8):  # a crowd on the first replica's article
