@@ -61,8 +61,9 @@ class HiredisCommands:
             raise DataError(str(exc)) from exc
 
     def pack_commands(self, commands: Iterable[Iterable[EncodableT]]) -> list[bytes]:
-        """A pipeline as one buffer: its commands packed by `pack_command` and joined once (redis-py measures and
-        regroups every chunk in Python, to keep large values apart, which one `bytes.join` does not need)."""
+        """A pipeline as one buffer: its commands packed by hiredis (through `pack_command` when a command needs its
+        argument handling) and joined once (redis-py measures and regroups every chunk in Python, to keep large
+        values apart, which one `bytes.join` does not need)."""
         pack = hiredis.pack_command
         chunks: list[bytes] = []
         for command in commands:

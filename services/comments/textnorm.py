@@ -211,7 +211,8 @@ def tokens(text: str, *, leetspeak: bool = True) -> list[str]:
 
 
 def _token_tuple(text: str, leetspeak: bool) -> tuple[str, ...]:
-    """`tokens`, cached: the banned and the suspect list read the same comment, body and name."""
+    """`tokens` as the cached tuple of the reading asked for: the banned and the suspect list read the same comment,
+    body and name."""
     return _leet_tokens(text) if leetspeak else plain_words(text)
 
 
