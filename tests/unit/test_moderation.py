@@ -47,7 +47,7 @@ from services.comments.spam import (
     spam_features,
 )
 from services.comments.store import CommentStore
-from services.comments.textnorm import tokens
+from services.comments.textnorm import canonical_text, tokens
 from shared.contracts.comments import CommentReported, CommentSubmitted
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -619,6 +619,16 @@ def test_bare_domains_are_labels_of_at_most_63_characters(text: str, found: bool
 def test_bounding_the_label_finds_what_the_unbounded_pattern_found_in_short_text(text: str) -> None:
     """Below 63 characters a run cannot reach the bound: the spam model's `domain` feature is unchanged there."""
     assert bool(_BARE_DOMAIN_RE.search(text)) == bool(UNBOUNDED_BARE_DOMAIN.search(text))
+
+
+@given(st.text(alphabet=st.sampled_from("ab-. _cmoBOM\ufeff.,!"), max_size=80))
+@example("visit example . com")
+@example("example.comma")
+@example("the end. com")
+def test_the_domain_feature_is_the_bare_domain_pattern_on_the_canonical_text(text: str) -> None:
+    """`spam_features` looks for a domain's ending first, and runs the full pattern only where one is."""
+    found = bool(_BARE_DOMAIN_RE.search(canonical_text(plain_text(text))))
+    assert ("domain" in spam_features(text)) is found
 
 
 # --- what a decision event says of itself (the log rebuild reads it) -------------------------------------
