@@ -129,7 +129,13 @@ def _aware(moment: datetime) -> datetime:
 
 def count_links(text: str) -> int:
     """Links written with a scheme or a leading "www."."""
-    return len(_LINK_RE.findall(text))
+    return len(_LINK_RE.findall(text)) if _may_hold_link(text) else 0
+
+
+def _may_hold_link(text: str) -> bool:
+    """False when `_LINK_RE` cannot match: each of its links holds "://" or a "www." in some case, two substring
+    searches where the case-blind pattern tries at every character (1 µs a comment against 2; most have no link)."""
+    return "://" in text or "www." in text.lower()
 
 
 def normalized_body_hash(text: str) -> str:
@@ -166,7 +172,7 @@ def near_identical_key(text: str) -> str:
     The two hash functions are the two halves of one 128-bit BLAKE2b digest per shingle (independent
     halves of a cryptographic hash), so each shingle is hashed once.
     """
-    without_links = _LINK_RE.sub(" linkplaceholder ", text)
+    without_links = _LINK_RE.sub(" linkplaceholder ", text) if _may_hold_link(text) else text
     # A run of digits never spans two words (digits are word characters), so numbers are replaced in the words
     # joined by spaces: the same words as replacing them word by word. The words are those the other checks
     # read from the body (the same text when it holds no link).

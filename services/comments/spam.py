@@ -113,7 +113,7 @@ def spam_features(text: str) -> list[str]:
     features.extend([f"b:{first} {second}" for first, second in itertools.pairwise(words)])
     cues = {_CUE_FEATURE[match.entry] for match in _CUE_MATCHER.find_in_tokens(words)}
     features.extend(cues)
-    links = len(_LINK_RE.findall(canonical))
+    links = len(_LINK_RE.findall(canonical)) if "://" in canonical or "www." in canonical else 0  # folded: lower case
     features.append(f"link:{min(links, 2)}")
     if _DOMAIN_END_RE.search(canonical) and _BARE_DOMAIN_RE.search(canonical):
         features.append("domain")

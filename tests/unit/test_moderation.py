@@ -46,6 +46,7 @@ from services.comments.spam import (
     shipped_model,
     spam_features,
 )
+from services.comments.spam import _LINK_RE as SPAM_LINK_RE
 from services.comments.store import CommentStore
 from services.comments.textnorm import canonical_text, tokens
 from shared.contracts.comments import CommentReported, CommentSubmitted
@@ -279,6 +280,14 @@ def test_one_link_does_not_trip_the_link_rule() -> None:
 def test_count_links() -> None:
     assert count_links("see http://a.example/x and https://www.b.example/ and www.c.example") == 3
     assert count_links("no links here, only example.org") == 0
+
+
+@given(st.lists(st.sampled_from([*"wW.:/hHtTpPsS \u017f\u0130x", "http", "://", "WwW."]), max_size=30).map("".join))
+@example("see WwW.example.org")
+@example("httpſ://example.org")  # a long s is an "s" to the case-blind pattern
+def test_count_links_finds_what_the_link_pattern_finds(text: str) -> None:
+    """`count_links` and the near-identical key skip the pattern for text that cannot hold a link."""
+    assert count_links(text) == len(_LINK_RE.findall(text))
 
 
 # --- 7. the spam model -----------------------------------------------------------------------------------
@@ -629,6 +638,12 @@ def test_the_domain_feature_is_the_bare_domain_pattern_on_the_canonical_text(tex
     """`spam_features` looks for a domain's ending first, and runs the full pattern only where one is."""
     found = bool(_BARE_DOMAIN_RE.search(canonical_text(plain_text(text))))
     assert ("domain" in spam_features(text)) is found
+
+
+@given(st.lists(st.sampled_from([*"wW.:/hHtTpPsS x", "http", "://", "WwW.", "\uff37"]), max_size=30).map("".join))
+def test_the_link_feature_counts_what_the_spam_link_pattern_finds(text: str) -> None:
+    links = len(SPAM_LINK_RE.findall(canonical_text(plain_text(text))))
+    assert f"link:{min(links, 2)}" in spam_features(text)
 
 
 # --- what a decision event says of itself (the log rebuild reads it) -------------------------------------
