@@ -313,12 +313,17 @@ def test_a_score_worked_out_beforehand_decides_at_the_spam_step() -> None:
     assert banned.reasons == ("banned_word",), "checks before the model still come first"
 
 
-def test_a_batch_scores_each_submission_with_the_model() -> None:
-    client = aioredis.Redis()  # never connected: scoring reads nothing
-    pipeline = CommentPipeline(
+def unconnected_pipeline(spam_model: SpamModel | None = None) -> CommentPipeline:
+    """A pipeline whose Redis client never connects: scoring a batch reads nothing."""
+    client = aioredis.Redis()
+    return CommentPipeline(
         CommentsSettings(), client, ArticleStates(client, "ns"), CommentStore(client, "ns"),
-        submissions_topic="s", decisions_topic="d", alerts_topic="a",
+        submissions_topic="s", decisions_topic="d", alerts_topic="a", spam_model=spam_model,
     )
+
+
+def test_a_batch_scores_each_submission_with_the_model() -> None:
+    pipeline = unconnected_pipeline()
     spam = submission(id="c-spam", body="Check out my channel http://bit.ly/xyz subscribe!!!")
     ordinary = submission(id="c-ordinary")
     report = CommentReported(id="c-ordinary", article_guid=ARTICLE, reporter="r-1", reported_at=NOW)
@@ -340,12 +345,9 @@ class FailsOnPoison(SpamModel):
 def test_a_text_the_model_fails_on_is_left_to_its_own_record() -> None:
     """Scored with the batch, a failure would fail every comment of it, again and again; left out, it fails only its
     own record when that is decided (retried, then dead-lettered)."""
-    client = aioredis.Redis()
     shipped = shipped_model()
-    pipeline = CommentPipeline(
-        CommentsSettings(), client, ArticleStates(client, "ns"), CommentStore(client, "ns"),
-        submissions_topic="s", decisions_topic="d", alerts_topic="a",
-        spam_model=FailsOnPoison(shipped.scaled_weights, shipped.squared_idf, shipped.bias, shipped.threshold),
+    pipeline = unconnected_pipeline(
+        FailsOnPoison(shipped.scaled_weights, shipped.squared_idf, shipped.bias, shipped.threshold)
     )
     poison, ordinary = submission(id="c-poison", body="poison pill"), submission(id="c-ordinary")
     assert pipeline.score_spam([poison, ordinary]) == {"c-ordinary": (ordinary.body, shipped.score(ordinary.body))}
