@@ -4,7 +4,8 @@
     .venv/bin/python bench/comments_bench.py --comments 50000 --approvals 100
 
 Needs the local Kafka and Redis (`deploy/local/stack.sh infra`) and the YouTube spam collection in
-`../shared/data/youtube-spam/*.csv`. Everything runs in a private topic prefix and Redis namespace.
+`../shared/data/youtube-spam/*.csv`. Everything runs in a private topic prefix and Redis namespace, removed when
+the round ends.
 
 1. Throughput. The YouTube comments are replayed, as fast as a producer can write them, as `CommentSubmitted`
    events on one live article (each comment with its own id, author address and IP, as from a botnet;
@@ -302,6 +303,7 @@ async def one_round(comments: int, approvals: int) -> tuple[dict[str, float], li
         await producer.stop()
         stack.stop_all()
         await stack.delete_topics()
+        await stack.delete_keys()
     return wave, samples
 
 

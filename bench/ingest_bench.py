@@ -141,6 +141,7 @@ async def one_round(n: int) -> tuple[float, float, float, int, float]:
     finally:
         stack.stop_all()
         await stack.delete_topics()
+        await stack.delete_keys()
     raw_rate = raw_count / raw_span if raw_span else float("inf")
     ingest_rate = ingest_count / ingest_span if ingest_span else float("inf")
     return raw_rate, ingest_rate, cpu, ingest_count, raw_cpu

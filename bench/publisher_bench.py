@@ -96,6 +96,7 @@ async def freshness(rate: float, seconds: float) -> None:
     finally:
         stack.stop_all()
         await stack.delete_topics()
+        await stack.delete_keys()
     print(f"freshness: {count} drafts at {rate}/s through ingest and publisher; {len(values)} pages written")
     print(f"  draft receipt -> page in Redis: p50 {percentile(values, 0.5) * 1000:.0f} ms, "
           f"p99 {percentile(values, 0.99) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms  (target p99 <= 200 ms)")
@@ -166,6 +167,7 @@ async def rebuild(n: int) -> None:
     finally:
         await client.aclose()
         await stack.delete_topics()
+        await stack.delete_keys()
     print(f"{'path':<34}{'seconds':>9}{'records/s':>12}")
     print(f"{'bare consume of the topic':<34}{bare:>9.1f}{n / bare:>12.0f}")
     print(f"{'site rebuild (render + write)':<34}{report.seconds:>9.1f}{report.records / report.seconds:>12.0f}")

@@ -325,6 +325,7 @@ def main() -> None:
     finally:
         stack.stop_all()
         asyncio.run(stack.delete_topics())
+        asyncio.run(stack.delete_keys())
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ def main(seconds: int, connections: int) -> None:
             nginx.wait()
         stack.stop_all()
         asyncio.run(stack.delete_topics())
+        asyncio.run(stack.delete_keys())
     print(f"page: {path} ({len(body)} bytes), {connections} connections, {seconds} s, wrk -t1")
     print(f"{'server':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for name, r in (("publisher (1 worker)", publisher), ("nginx (1 worker)", reference)):
