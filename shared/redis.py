@@ -250,6 +250,22 @@ def tagged(namespace: str, area: str, entity: str, *parts: str) -> str:
     return f"{namespace}:{area}:{{{entity}}}" + (f":{suffix}" if suffix else "")
 
 
+async def unlink_matching(client: aioredis.Redis, pattern: str, *, per_call: int = 1000) -> int:
+    """Remove every key that matches `pattern`, `per_call` keys per UNLINK (a namespace can hold millions: one
+    command per key is a round trip each). Keys written meanwhile may stay; SCAN still visits every key that
+    was there throughout, deletions or not. Returns how many were removed."""
+    removed = 0
+    doomed: list[bytes] = []
+    async for key in client.scan_iter(match=pattern, count=per_call):
+        doomed.append(key)
+        if len(doomed) >= per_call:
+            removed += await client.unlink(*doomed)
+            doomed = []
+    if doomed:
+        removed += await client.unlink(*doomed)
+    return removed
+
+
 async def redis_ready(client: aioredis.Redis) -> tuple[bool, str]:
     pong = await client.ping()
     return bool(pong), "redis ok"

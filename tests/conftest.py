@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from shared.redis import unlink_matching
 from tests.support.stack import ServiceStack, kafka_answers, redis_answers, running_stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,8 +51,7 @@ async def redis_namespace(infra: dict[str, str]) -> AsyncIterator[tuple[aioredis
     try:
         yield client, ns
     finally:
-        async for key in client.scan_iter(match=f"{ns}:*", count=500):
-            await client.delete(key)
+        await unlink_matching(client, f"{ns}:*")
         await client.aclose()
 
 

@@ -35,7 +35,7 @@ from shared.cli import client_options, fail
 from shared.cli import run as cli_run
 from shared.kafka import Reject, topic_name, topic_partitions
 from shared.logging import get_logger
-from shared.redis import hgetall, make_redis
+from shared.redis import hgetall, make_redis, unlink_matching
 
 log = get_logger(__name__)
 app = typer.Typer(help="The public site: rebuild from the log, compare", no_args_is_help=True)
@@ -126,14 +126,7 @@ async def drop_namespace(client: aioredis.Redis, namespace: str) -> int:
     """Remove a site namespace's pages and state (never the control keys under `{base}:site:`)."""
     removed = 0
     for pattern in (f"{namespace}:page:*", f"{namespace}:pub:*"):
-        batch: list[bytes] = []
-        async for key in client.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                removed += await client.unlink(*batch)
-                batch = []
-        if batch:
-            removed += await client.unlink(*batch)
+        removed += await unlink_matching(client, pattern)
     await client.delete(SiteKeys.built(namespace))
     return removed
 

@@ -22,6 +22,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from shared import topics
+from shared.redis import unlink_matching
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -121,21 +122,12 @@ class ServiceStack:
         """Remove the stack's Redis namespace: a stack of its own leaves nothing behind (one spam-wave round of the
         comments benchmark left 80,000 keys, about 90 MB). Best effort, like `delete_topics`."""
         client = aioredis.Redis.from_url(self.redis)
-        removed = 0
         try:
-            doomed: list[bytes] = []
-            async for key in client.scan_iter(match=f"{self.namespace}:*", count=1000):
-                doomed.append(key)
-                if len(doomed) >= 1000:
-                    removed += await client.unlink(*doomed)
-                    doomed = []
-            if doomed:
-                removed += await client.unlink(*doomed)
-        except Exception:  # noqa: S110 - best effort clean-up of a test namespace
-            pass
+            return await unlink_matching(client, f"{self.namespace}:*")
+        except Exception:  # best effort clean-up of a test namespace, like `delete_topics`
+            return 0
         finally:
             await client.aclose()
-        return removed
 
     def start(self, service: str, instance: int = 0) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{service}-{instance}.log", "ab")  # noqa: SIM115 - lives as long as the process
