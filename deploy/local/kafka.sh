@@ -48,9 +48,14 @@ java_run() {
 . "$here/pidfile.sh"
 running() { runs "$PIDFILE" kafka.Kafka; }
 
+# The probe needs only the standard library: the project's virtualenv when there is one, else the machine's python3
+# (a broker started before `make setup` is still seen answering).
+PROBE_PYTHON="${PYTHON:-$repo/.venv/bin/python}"
+[ -x "$PROBE_PYTHON" ] || PROBE_PYTHON="$(command -v python3 || echo python3)"
+
 answers() {
   # A metadata request, not just an open port: the broker is ready only when it can serve clients.
-  "${PYTHON:-$repo/.venv/bin/python}" - "$PORT" <<'PY' >/dev/null 2>&1
+  "$PROBE_PYTHON" - "$PORT" <<'PY' >/dev/null 2>&1
 import socket, struct, sys
 port = int(sys.argv[1])
 # MetadataRequest v1 for all topics (null array), client id "probe".

@@ -29,6 +29,7 @@ alive() { runs "$(pidfile "$1")" "services.$1"; }
 ready() { curl -fsS -m 2 "http://127.0.0.1:${PORTS[$1]}/readyz" >/dev/null 2>&1; }
 
 infra() {
+  [ -x "$PY" ] || die "no virtualenv at $repo/.venv: run \`make setup\` first (\`make run\` and \`make test\` do it themselves)"
   "$here/kafka.sh" start
   "$here/redis.sh" start
   "$PY" -m shared.cli topics create >/dev/null || die "could not create the topics"
