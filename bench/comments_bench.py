@@ -14,14 +14,16 @@ the round ends.
    backlog. Rate = decisions / (last decision's timestamp - first decision's timestamp), read from the
    decisions topic, so start-up is not counted. The baseline is a bare aiokafka consumer that reads the same
    backlog and produces one record of the same size per record read (batched, acks=all, committed per batch),
-   in the same run, on the same machine. Both run with nothing else busy: the publisher serves the latency
-   part (2.) first and is stopped for the wave. The bare rate swings by a factor of two or more between runs on a
-   shared machine, so the wave and its baseline are repeated (`--rounds`, each on fresh topics) and the
-   median round's share is the result. Each round also prints the CPU each side spent per record: the
-   comments process's between the polls that saw 10 % and 90 % of the decisions (from /proc), the bare loop's
-   in this process, where nothing else runs meanwhile. The bare loop waits on the broker between batches
-   (fetch, acks, commit), so its rate swings with the broker's latency; its CPU per record moves far less,
-   and the CPU ratio is what the share would be if both sides were bound by their own CPU alone.
+   in the same run, on the same machine, twice: the faster copy counts. A bare copy meets the broker in one of
+   two modes, by chance (near 28,000 or near 48,000 records/s here, with nothing else busy), and the ceiling
+   is the faster. Both sides run with nothing else busy: the publisher serves the latency part (2.) first and
+   is stopped for the wave. The bare rate also swings between runs on a shared machine, so the wave and its
+   baseline are repeated (`--rounds`, each on fresh topics) and the median round's share is the result. Each
+   round also prints the CPU each side spent per record: the comments process's between the polls that saw
+   10 % and 90 % of the decisions (from /proc), the bare loop's in this process (the lower of its two copies),
+   where nothing else runs meanwhile. The bare loop waits on the broker between batches (fetch, acks, commit),
+   so its rate swings with the broker's latency; its CPU per record moves far less, and the CPU ratio is what
+   the share would be if both sides were bound by their own CPU alone.
 2. Latency (measured before the wave, on the same stack). On another article, comments held for a first-time
    author are approved one at a time through the
    moderation API; the time from the API call to the first page fetch that shows `id="comment-{id}"` (polled
@@ -64,6 +66,7 @@ RAW_TOPIC = "bench.raw-copy"
 TARGET_RATE = 2000.0
 TARGET_SHARE = 0.25
 SETTLE_SECONDS = 5.0
+BARE_COPIES = 2
 
 
 def load_corpus() -> list[tuple[str, str]]:
@@ -206,9 +209,16 @@ async def throughput(stack: ServiceStack, producer: AIOKafkaProducer, count: int
     rate = (len(mine) - 1) / elapsed if elapsed > 0 else float("nan")
 
     await asyncio.to_thread(stack.wait_ready, 60, ("comments",))
-    raw_cpu_before = time.process_time()  # nothing else runs in this process meanwhile
-    raw = await raw_copy(stack.topic(topics.COMMENT_SUBMISSIONS), stack.topic(RAW_TOPIC), count)
-    raw_cpu = (time.process_time() - raw_cpu_before) / count
+    # The bare copy's rate has two modes on this machine (about 28,000 and 48,000 records/s, with nothing else
+    # busy), and which one a copy meets is chance: two copies per round, the faster counts, as the ceiling.
+    raw_rates: list[float] = []
+    raw_cpus: list[float] = []
+    for _ in range(BARE_COPIES):
+        raw_cpu_before = time.process_time()  # nothing else runs in this process meanwhile
+        raw_rates.append(await raw_copy(stack.topic(topics.COMMENT_SUBMISSIONS), stack.topic(RAW_TOPIC), count))
+        raw_cpus.append((time.process_time() - raw_cpu_before) / count)
+    raw = max(raw_rates)
+    raw_cpu = min(raw_cpus)
     return {
         "cpu_ms": cpu_per_record(progress, count) * 1000,
         "raw_cpu_ms": raw_cpu * 1000,
@@ -216,6 +226,7 @@ async def throughput(stack: ServiceStack, producer: AIOKafkaProducer, count: int
         "seconds": elapsed,
         "rate": rate,
         "raw_rate": raw,
+        "raw_slower": min(raw_rates),
         "produce_rate": count / produced_in,
         **{f"status_{k}": float(v) for k, v in sorted(statuses.items())},
     }
@@ -320,9 +331,10 @@ async def main() -> int:
         wave, latencies = await one_round(args.comments, args.approvals if number == args.rounds else 0)
         waves.append(wave)
         samples.extend(latencies)
-        print(f"round {number}: {wave['rate']:,.0f} decisions/s, bare {wave['raw_rate']:,.0f} records/s, "
-              f"share {wave['rate'] / wave['raw_rate']:.2f}; CPU per record {wave['cpu_ms']:.3f} ms, "
-              f"bare {wave['raw_cpu_ms']:.3f} ms, CPU ratio {wave['raw_cpu_ms'] / wave['cpu_ms']:.2f}", flush=True)
+        print(f"round {number}: {wave['rate']:,.0f} decisions/s, bare {wave['raw_rate']:,.0f} records/s "
+              f"(other copy {wave['raw_slower']:,.0f}), share {wave['rate'] / wave['raw_rate']:.2f}; "
+              f"CPU per record {wave['cpu_ms']:.3f} ms, bare {wave['raw_cpu_ms']:.3f} ms, "
+              f"CPU ratio {wave['raw_cpu_ms'] / wave['cpu_ms']:.2f}", flush=True)
     wave = sorted(waves, key=lambda w: w["rate"] / w["raw_rate"])[len(waves) // 2]
 
     share = wave["rate"] / wave["raw_rate"]
@@ -331,7 +343,7 @@ async def main() -> int:
         (f"spam wave (median of {len(waves)}): comments moderated", f"{int(wave['decisions']):,}", ""),
         ("  by status", ", ".join(f"{k[7:]} {int(v):,}" for k, v in wave.items() if k.startswith("status_")), ""),
         ("  comments process, decisions/s", f"{wave['rate']:,.0f}", f">= {TARGET_RATE:,.0f}"),
-        ("  bare aiokafka consume+produce, records/s", f"{wave['raw_rate']:,.0f}", ""),
+        ("  bare aiokafka consume+produce (faster copy), records/s", f"{wave['raw_rate']:,.0f}", ""),
         ("  share of bare", f"{share:.2f}", f">= {TARGET_SHARE:.2f}"),
         ("  CPU per decision / per bare record, ms", f"{wave['cpu_ms']:.3f} / {wave['raw_cpu_ms']:.3f}", ""),
         ("  CPU ratio, median of rounds (not the target)", f"{cpu_ratio:.2f}", ""),
