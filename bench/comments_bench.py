@@ -14,7 +14,7 @@ the round ends.
    timestamp - first decision's timestamp), read from the decisions topic, so start-up is not counted. The baseline
    is a bare aiokafka consumer that reads the same backlog and produces one record of the same size per record read
    (batched, acks=all, committed per batch), in the same run, on the same machine, twice: the faster copy counts. A
-   bare copy runs in one of two modes (near 28,000 or near 48,000 records/s here, with nothing else busy; a mode
+   bare copy runs in one of two modes (near 28,000 or near 48,000 records/s here; a mode
    often holds for minutes, while the comments process's CPU per decision moves by a tenth), and the ceiling is the
    faster. Both sides run with nothing else busy: the publisher serves the latency part (2.) first and is stopped for
    the wave. The bare rate also swings between runs on a shared machine, so the wave and its baseline are repeated
@@ -209,8 +209,7 @@ async def throughput(stack: ServiceStack, producer: AIOKafkaProducer, count: int
     rate = (len(mine) - 1) / elapsed if elapsed > 0 else float("nan")
 
     await asyncio.to_thread(stack.wait_ready, 60, ("comments",))
-    # The bare copy's rate has two modes on this machine (about 28,000 and 48,000 records/s, with nothing else
-    # busy), and which one a copy meets is not ours to choose: two copies per round, the faster is the ceiling.
+    # Two bare copies, the faster one the ceiling: a copy's rate has two modes here (see the module's docstring).
     raw_rates: list[float] = []
     raw_cpus: list[float] = []
     for _ in range(BARE_COPIES):
