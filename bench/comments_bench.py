@@ -14,16 +14,15 @@ the round ends.
    timestamp - first decision's timestamp), read from the decisions topic, so start-up is not counted. The baseline
    is a bare aiokafka consumer that reads the same backlog and produces one record of the same size per record read
    (batched, acks=all, committed per batch), in the same run, on the same machine, twice: the faster copy counts. A
-   bare copy runs in one of two modes (near 28,000 or near 48,000 records/s here; a mode
-   often holds for minutes, while the comments process's CPU per decision moves by a tenth), and the ceiling is the
-   faster. Both sides run with nothing else busy: the publisher serves the latency part (2.) first and is stopped for
-   the wave. The bare rate also swings between runs on a shared machine, so the wave and its baseline are repeated
-   (`--rounds`, each on fresh topics) and the median round's share is the result. Each round also prints the CPU each
-   side spent per record: the comments process's between the polls that saw 10 % and 90 % of the decisions (from
-   /proc), the bare loop's in this process (the lower of its two copies), where nothing else runs meanwhile. The bare
-   loop waits on the broker between batches (fetch, acks, commit), so its rate swings with the broker's latency; its
-   CPU per record moves far less, and the CPU ratio is what the share would be if both sides were bound by their own
-   CPU alone.
+   bare copy runs in one of two modes (near 28,000 or near 48,000 records/s here; a mode often holds for minutes,
+   while the comments process's CPU per decision moves by a tenth), and the ceiling is the faster. Both sides run
+   with nothing else busy: the publisher serves the latency part (2.) first and is stopped for the wave. The bare
+   rate also swings between runs on a shared machine, so the wave and its baseline are repeated (`--rounds`, each on
+   fresh topics) and the median round's share is the result. Each round also prints the CPU each side spent per
+   record: the comments process's between the polls that saw 10 % and 90 % of the decisions (from /proc), the bare
+   loop's in this process (the lower of its two copies), where nothing else runs meanwhile. The bare loop waits on
+   the broker between batches (fetch, acks, commit), so its rate swings with the broker's latency; its CPU per record
+   moves far less, and the CPU ratio is what the share would be if both sides were bound by their own CPU alone.
 2. Latency (measured before the wave, on the same stack). On another article, comments held for a first-time
    author are approved one at a time through the
    moderation API; the time from the API call to the first page fetch that shows `id="comment-{id}"` (polled
