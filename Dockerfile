@@ -34,7 +34,8 @@ COPY README.md ./
 COPY shared ./shared
 COPY services ./services
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev
+    uv sync --frozen --no-dev \
+    && /app/.venv/bin/python -m compileall -q shared services
 
 
 FROM ${PYTHON_IMAGE} AS runtime

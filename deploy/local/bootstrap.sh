@@ -31,11 +31,17 @@ python_env() {
   fi
   cd "$repo"
   local stamp=".venv/.synced"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ uv.lock -nt "$stamp" ]; then
-    UV_PYTHON=python3.11 UV_PYTHON_DOWNLOADS=never "$uv" sync --frozen --quiet \
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ uv.lock -nt "$stamp" ] \
+    || [ "$here/bootstrap.sh" -nt "$stamp" ]; then
+    # Bytecode is compiled here, once: where PYTHONDONTWRITEBYTECODE is set (as in the image, and on some machines),
+    # Python never caches it itself, and every service start compiled its libraries again (the comments service's
+    # imports took 4.9 s instead of 1.6 s).
+    UV_PYTHON=python3.11 UV_PYTHON_DOWNLOADS=never "$uv" sync --frozen --quiet --compile-bytecode \
       || die "uv sync --frozen failed (is uv.lock in step with pyproject.toml? run: $uv lock)"
     touch "$stamp"
   fi
+  # The project's own modules too; only those changed since are compiled again.
+  .venv/bin/python -m compileall -q -j 0 shared services >/dev/null || die "compileall failed on shared/ services/"
 }
 
 infra_tools() {
