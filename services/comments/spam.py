@@ -111,8 +111,8 @@ def spam_features(text: str) -> list[str]:
     words = plain_words(plain)  # the words of `canonical` (spacing is all that sets it apart from the folded text)
     features = ["w:" + word for word in words]
     features.extend([f"b:{first} {second}" for first, second in itertools.pairwise(words)])
-    cues = {_CUE_FEATURE[match.entry] for match in _CUE_MATCHER.find_in_tokens(words)}
-    features.extend(cues)
+    # Cues in the order they are found, not a set's: the score is then the same sum, to the last bit, in every process.
+    features.extend([_CUE_FEATURE[match.entry] for match in _CUE_MATCHER.find_in_tokens(words)])
     links = len(_LINK_RE.findall(canonical)) if "://" in canonical or "www." in canonical else 0  # folded: lower case
     features.append(f"link:{min(links, 2)}")
     if _DOMAIN_END_RE.search(canonical) and _BARE_DOMAIN_RE.search(canonical):

@@ -6,8 +6,11 @@ import hashlib
 import json
 import math
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -382,6 +385,23 @@ def _decision_value_by_definition(model: SpamModel, text: str) -> float:
 def test_the_spam_model_weighs_exactly_the_features_spam_features_names(text: str) -> None:
     model = shipped_model()
     assert model.decision_value(text) == pytest.approx(_decision_value_by_definition(model, text), rel=1e-12, abs=1e-12)
+
+
+def test_a_comment_s_spam_score_is_the_same_to_the_last_bit_in_every_process() -> None:
+    """Replicas hash strings with different seeds: the features, and so the sum that scores them, keep one order."""
+    text = "FREE gift cards!!! check out my channel, subscribe and like this comment, click here www.x.com"
+    program = (
+        "from services.comments.spam import shipped_model, spam_features\n"
+        f"print(spam_features({text!r}), repr(shipped_model().decision_value({text!r})))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, check=True,
+            env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"}, cwd=Path(__file__).resolve().parents[2],
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(outputs) == 1, outputs
 
 
 @given(st.lists(SPAM_PIECES, max_size=30).map(" ".join))
