@@ -387,7 +387,7 @@ def test_the_spam_model_weighs_exactly_the_features_spam_features_names(text: st
     assert model.decision_value(text) == pytest.approx(_decision_value_by_definition(model, text), rel=1e-12, abs=1e-12)
 
 
-def test_a_comment_s_spam_score_is_the_same_to_the_last_bit_in_every_process() -> None:
+def test_a_spam_score_is_the_same_to_the_last_bit_in_every_process() -> None:
     """Replicas hash strings with different seeds: the features, and so the sum that scores them, keep one order."""
     text = "FREE gift cards!!! check out my channel, subscribe and like this comment, click here www.x.com"
     program = (
