@@ -1,6 +1,7 @@
 """Malformed records interleaved with valid ones on the same partitions: no consumer crashes or restarts, every
 bad record is dead-lettered with its reason and source offset, every valid one gets through, and the valid
-drafts' freshness stays within twice that of a clean run measured in the same test."""
+drafts' freshness stays within twice that of a clean run measured in the same test (a pair of runs that fails
+is measured once more, so one disturbance of a shared machine does not decide)."""
 
 from __future__ import annotations
 
@@ -170,17 +171,17 @@ async def test_bad_drafts_are_dead_lettered_and_valid_ones_published(
     assert not without_reason, f"dead letters without a reason code: {without_reason[:5]}"
     reasons = {letters[(topic, o[1], o[2])]["dlq-reason-code"] for o in bad_offsets}
     assert pids(stack) == before, "a consumer crashed or restarted on malformed input"
-    verdict = freshness_verdict(chaos_profile.name, clean, mixed)
-    print(f"{verdict[1]}; with {bad_count} bad records; reasons {reasons}")
-    if not verdict[0]:
+    within, told = freshness_verdict(chaos_profile.name, clean, mixed)
+    print(f"{told}; with {bad_count} bad records; reasons {reasons}")
+    if not within:
         # One more pair of runs, on fresh drafts: on a shared machine a phase can meet a disturbance of its own
         # (in a full suite, once: clean p50 0.19 s, then 0.52 s beside the bad records, 0.08-0.16 s alone). Bad input
         # that does slow valid drafts down fails both pairs.
         clean, _ = await produce_and_time(stack, valid_drafts(f"{run}-clean-again", count), [], seconds)
         mixed, _ = await produce_and_time(stack, valid_drafts(f"{run}-mixed-again", count), bad, seconds)
-        verdict = freshness_verdict(chaos_profile.name, clean, mixed)
-        print(f"again: {verdict[1]}")
-    assert verdict[0], verdict[1]
+        within, told = freshness_verdict(chaos_profile.name, clean, mixed)
+        print(f"again: {told}")
+    assert within, told
 
 
 def freshness_verdict(profile: str, clean: list[float], mixed: list[float]) -> tuple[bool, str]:
