@@ -48,7 +48,7 @@ from services.comments.store import (
     HistoryEntry,
 )
 from shared import topics
-from shared.cli import client_options
+from shared.cli import reader_options
 from shared.contracts.comments import (
     CommentDecided,
     CommentReported,
@@ -120,7 +120,7 @@ class CommentsRecovery:
     async def rebuild(self) -> int:
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False, auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-            **client_options(self.settings),
+            **reader_options(self.settings),
         )
         await consumer.start()
         comments: dict[str, _Comment] = {}

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from services.ingest.state import IngestStore, StoryState
 from shared import topics
-from shared.cli import client_options
+from shared.cli import reader_options
 from shared.contracts import ArticleEvent, ArticleKilled, ArticlePublished, ArticleWithdrawn, NinjsDraft
 from shared.kafka import read_to_end, record_headers, topic_name
 from shared.logging import get_logger
@@ -47,7 +47,7 @@ class StateRecovery:
     async def rebuild(self) -> int:
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False, auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-            **client_options(self.settings),
+            **reader_options(self.settings),
         )
         await consumer.start()
         states: dict[str, StoryState] = {}

@@ -31,7 +31,7 @@ from services.publisher.project import Dirty, Projector
 from services.publisher.site import SiteConfig
 from services.publisher.store import PublisherStore, page_body
 from shared import topics
-from shared.cli import client_options, fail
+from shared.cli import fail, reader_options
 from shared.cli import run as cli_run
 from shared.kafka import Reject, topic_name, topic_partitions
 from shared.logging import get_logger
@@ -150,7 +150,7 @@ class Replayed:
 async def log_ends(settings: PublisherSettings) -> dict[TopicPartition, tuple[int, int]]:
     """Every partition of the three input topics with what it holds now: (first offset, end offset)."""
     names = [topic_name(settings, t) for t in (topics.ARTICLES, topics.RELATED, topics.COMMENT_DECISIONS)]
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **reader_options(settings))
     await consumer.start()
     try:
         partitions = [TopicPartition(name, p) for name in names for p in await topic_partitions(consumer, name)]
@@ -177,7 +177,7 @@ async def replay_partitions(
         return replayed
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024, **client_options(settings),
+        fetch_max_bytes=64 * 1024 * 1024, **reader_options(settings),
     )
     await consumer.start()
     try:

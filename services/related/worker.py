@@ -31,7 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 from services.related.config import RelatedSettings
 from services.related.engine import Link, RelatedDoc, RelatedEngine
 from shared import topics
-from shared.cli import client_options
+from shared.cli import reader_options
 from shared.contracts import (
     ArticleEvent,
     ArticleKilled,
@@ -156,7 +156,7 @@ class RelatedWorker:
         return {"group_instance_id": f"{group_id(self.settings, SERVICE)}-{self.settings.instance_id}-members"}
 
     async def start(self) -> None:
-        options = client_options(self.settings)
+        options = reader_options(self.settings)
         self.archive = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
                                         max_partition_fetch_bytes=4 * 1024 * 1024, **options)
         self.published = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **options)
