@@ -122,13 +122,18 @@ class Drill:
         return self.stack.processes.setdefault(service, [])
 
     async def scale(self, service: str, count: int) -> None:
-        """Start or stop (SIGTERM, newest first) instances until `count` run; extra ones get their own port."""
+        """Start or stop (SIGTERM, newest first) instances until `count` run; extra ones get their own port.
+
+        The instances a scale-up adds start together, as an orchestrator starts the replicas it is asked for: their
+        group sees them join in one rebalance or a few close together, not one after the other's start-up."""
         procs = self.instances(service)
+        added: list[int] = []
         while len(procs) < count:
             instance = len(procs)
             self.stack.ports[f"{service}-{instance}"] = free_port()
             self.stack.start(service, instance)
-            await self.wait_ready(service, instance)
+            added.append(instance)
+        await asyncio.gather(*(self.wait_ready(service, instance) for instance in added))
         while len(procs) > count:
             proc = procs.pop()
             proc.send_signal(signal.SIGTERM)
