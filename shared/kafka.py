@@ -289,8 +289,9 @@ async def publish_from_edge(
 
 
 FETCH_MAX_WAIT_MS = 100
-"""How long the broker may hold a consumer's fetch that finds no new records (see `consumer_options`); an idle
-consumer asks ten times a second."""
+"""How long the broker may hold a consumer's fetch that finds no new records (see `consumer_options`, and
+`shared.cli.reader_options` for the consumers that read the log without a group); an idle consumer asks ten times a
+second."""
 
 
 def consumer_options(
