@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from services.comments.textnorm import (
     _LEET_WORD_RE,
     STREAM_SAFE_RUN,
+    WORD_RE,
     PhraseMatcher,
     _fold_table,
     _invisible_characters,
@@ -19,7 +20,9 @@ from services.comments.textnorm import (
     _stream_safe,
     canonical_text,
     fold,
+    plain_words,
     tokens,
+    visible_text,
 )
 
 
@@ -250,3 +253,21 @@ def test_ascii_behind_invisible_characters_folds_as_every_step_would(text: str) 
 def test_any_text_folds_as_every_step_would(text: str) -> None:
     if unicodedata.is_normalized("NFKC", text):  # other text is first cut into stream-safe runs (tested above)
         assert fold(text) == _fold_every_step(text)
+
+
+@example("Check out my channel\ufeff")
+@example("caf\u00e9\ufeff\u200b")
+@example("\ufeff\u200b")
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from(FORMAT_CHARACTERS), st.just("\ufeff")), max_size=40))
+def test_visible_text_drops_format_characters_only_when_that_leaves_ascii(text: str) -> None:
+    """The byte-order marks go first in one pass; the result is what dropping every format character gives."""
+    visible = _invisible_characters().sub("", text)
+    assert visible_text(text) == (visible if visible.isascii() else text)
+
+
+@example("h3ll0 wor_ld 2024 \u0661\u0662 \u00bd")
+@given(st.text(alphabet=st.one_of(st.characters(max_codepoint=0x7F), st.characters()), max_size=40))
+def test_plain_words_are_the_word_runs_of_the_folded_text(text: str) -> None:
+    """ASCII text is split with the ASCII pattern; it must find the words the Unicode one finds."""
+    assert list(plain_words(text)) == WORD_RE.findall(fold(text))
+
