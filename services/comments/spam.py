@@ -106,25 +106,33 @@ def spam_features(text: str) -> list[str]:
     Words and adjacent word pairs of the folded text carry most of the signal; the `cue:` features name
     known spam phrases; `link:`, `domain`, `shout`, `bang`, `currency` and `len:` describe the form.
     """
+    words, signals = _words_and_signals(text)
+    features = ["w:" + word for word in words]
+    features.extend([f"b:{first} {second}" for first, second in itertools.pairwise(words)])
+    features.extend(signals)
+    return list(dict.fromkeys(features))
+
+
+def _words_and_signals(text: str) -> tuple[tuple[str, ...], list[str]]:
+    """What `spam_features` names, before the words and word pairs are written as names: the words, in order, and
+    the other features (cues in the order they are found, then the form)."""
     plain = plain_text(text)
     canonical = canonical_text(plain)
     words = plain_words(plain)  # the words of `canonical` (spacing is all that sets it apart from the folded text)
-    features = ["w:" + word for word in words]
-    features.extend([f"b:{first} {second}" for first, second in itertools.pairwise(words)])
     # Cues in the order they are found, not a set's: the score is then the same sum, to the last bit, in every process.
-    features.extend([_CUE_FEATURE[match.entry] for match in _CUE_MATCHER.find_in_tokens(words)])
+    signals = [_CUE_FEATURE[match.entry] for match in _CUE_MATCHER.find_in_tokens(words)]
     links = len(_LINK_RE.findall(canonical)) if "://" in canonical or "www." in canonical else 0  # folded: lower case
-    features.append(f"link:{min(links, 2)}")
+    signals.append(f"link:{min(links, 2)}")
     if _DOMAIN_END_RE.search(canonical) and _BARE_DOMAIN_RE.search(canonical):
-        features.append("domain")
+        signals.append("domain")
     if _shouting(plain):
-        features.append("shout")
+        signals.append("shout")
     if plain.count("!") >= 3:
-        features.append("bang")
+        signals.append("bang")
     if not _CURRENCY.isdisjoint(plain):
-        features.append("currency")
-    features.append(f"len:{min(len(words) // 5, 6)}")
-    return list(dict.fromkeys(features))
+        signals.append("currency")
+    signals.append(f"len:{min(len(words) // 5, 6)}")
+    return words, signals
 
 
 def is_word_feature(name: str) -> bool:
@@ -155,17 +163,44 @@ class SpamModel:
     bias: float
     threshold: float
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    _packed: dict[str, complex] = field(init=False, repr=False, compare=False)
+    _words: dict[str, complex] = field(init=False, repr=False, compare=False)
+    _pairs: dict[tuple[str, str], complex] = field(init=False, repr=False, compare=False)
+    _signals: dict[str, complex] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        packed = {name: complex(weight, self.squared_idf[name]) for name, weight in self.scaled_weights.items()}
-        object.__setattr__(self, "_packed", packed)
+        # Each feature's weight and squared IDF travel as one complex number, so one C-level pass
+        # (map + dict.get + sum) yields both the dot product (real part) and the squared norm (imaginary). Words
+        # and word pairs are looked up as the words themselves, not as the names `spam_features` writes: a comment
+        # has dozens of them, and writing and hashing their names was a fifth of its scoring.
+        words: dict[str, complex] = {}
+        pairs: dict[tuple[str, str], complex] = {}
+        signals: dict[str, complex] = {}
+        for name, weight in self.scaled_weights.items():
+            packed = complex(weight, self.squared_idf[name])
+            if name.startswith("w:"):
+                words[name[2:]] = packed
+            elif name.startswith("b:"):
+                first, _, second = name[2:].partition(" ")  # words hold no space
+                pairs[first, second] = packed
+            else:
+                signals[name] = packed
+        object.__setattr__(self, "_words", words)
+        object.__setattr__(self, "_pairs", pairs)
+        object.__setattr__(self, "_signals", signals)
 
     def decision_value(self, text: str) -> float:
         """The log-odds that `text` is spam."""
-        # Each feature's weight and squared IDF travel as one complex number, so one C-level pass
-        # (map + dict.get + sum) yields both the dot product (real part) and the squared norm (imaginary).
-        total = sum(map(self._packed.get, spam_features(text), repeat(0j)), 0j)
+        words, signals = _words_and_signals(text)
+        # The features of `spam_features`, in its order (its names differ in their prefixes, so each kind is made
+        # distinct on its own), summed in one pass: the same sum to the last bit.
+        total = sum(
+            itertools.chain(
+                map(self._words.get, dict.fromkeys(words), repeat(0j)),
+                map(self._pairs.get, dict.fromkeys(itertools.pairwise(words)), repeat(0j)),
+                map(self._signals.get, dict.fromkeys(signals), repeat(0j)),
+            ),
+            0j,
+        )
         if total.imag == 0.0:
             return self.bias
         return self.bias + total.real / math.sqrt(total.imag)
