@@ -134,6 +134,8 @@ def body_to_html(text: str) -> str:
     Nothing becomes markup, links included: readers' links stay plain text, so spam earns no clicks.
     """
     normalized = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if "\n" not in normalized:  # one line, as most comments are: the same markup without splitting it up
+        return f"<p>{html.escape(normalized, quote=True)}</p>" if normalized else ""
     paragraphs = [p.strip() for p in _BLANK_LINES.split(normalized) if p.strip()]
     return "".join(
         "<p>" + "<br>".join(html.escape(line.strip(), quote=True) for line in p.split("\n")) + "</p>"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from services.comments.handlers import body_to_html, without_overrides
 from services.comments.moderation import ModerationPolicy
@@ -167,6 +170,21 @@ def test_comment_bodies_are_escaped_and_paragraphed_for_display() -> None:
         "<p>First &lt;b&gt;line&lt;/b&gt;<br>same paragraph http://spam.example</p><p>Second &amp; last</p>"
     )
     assert "<a" not in body_to_html("see www.example.org and https://example.org")
+
+
+@example("  one line & <b>bold</b>  ")
+@example(" \r\n ")
+@example("a\rb")
+@given(st.lists(st.sampled_from([*"ab <>&\"'", "\n", "\r", "\r\n", "\t", "\u2028", "\xa0"]), max_size=30).map("".join))
+def test_a_comment_of_one_line_is_one_escaped_paragraph(text: str) -> None:
+    """Most comments are one line: their shortcut gives what splitting into paragraphs and lines gives."""
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    paragraphs = [p.strip() for p in re.split(r"\n[ \t]*\n+", normalized) if p.strip()]
+    expected = "".join(
+        "<p>" + "<br>".join(html.escape(line.strip(), quote=True) for line in p.split("\n")) + "</p>"
+        for p in paragraphs
+    )
+    assert body_to_html(text) == expected
 
 
 def test_names_and_words_cannot_be_turned_around() -> None:
