@@ -321,7 +321,7 @@ def _matched(matcher: PhraseMatcher, submission: CommentSubmitted) -> tuple[str,
     if not matcher:
         return ()
     found = matcher.matched_entries(submission.body) + matcher.matched_entries(submission.author)
-    return tuple(dict.fromkeys(found))
+    return tuple(dict.fromkeys(found)) if found else ()
 
 
 def _routine_decision(ctx: ModerationContext, policy: ModerationPolicy, score: float) -> Decision:

@@ -387,4 +387,5 @@ class PhraseMatcher:
 
     def matched_entries(self, text: str) -> tuple[str, ...]:
         """The distinct entries found in `text`, in order of first appearance."""
-        return tuple(dict.fromkeys(match.entry for match in self.find(text)))
+        found = self.find(text)
+        return tuple(dict.fromkeys(match.entry for match in found)) if found else ()
