@@ -61,6 +61,7 @@ _LEET_CHARS = frozenset(_LEET)
 # Unicode categories dropped before matching: combining marks (accents, "zalgo" stacks) and format
 # characters (zero-width space and joiner, soft hyphen, bidi controls, byte-order mark).
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
+_BYTE_ORDER_MARK = "\ufeff"
 R = TypeVar("R")
 TEXT_CACHE_SIZE = 2048
 MAX_CACHED_CHARS = 1000
@@ -149,9 +150,6 @@ def _invisible_characters() -> re.Pattern[str]:
 def visible_text(text: str) -> str:
     """`text` without its format characters when what remains is ASCII (the cheap cases' form), else `text`."""
     return text if text.isascii() else _visible_non_ascii(text)
-
-
-_BYTE_ORDER_MARK = "\ufeff"
 
 
 @_remembered
